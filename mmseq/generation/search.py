@@ -1,0 +1,235 @@
+"""Greedy, sampling and beam search over a TextDecoder with its KV cache.
+
+Each strategy is a short loop around one `step`: feed the newest tokens, get next-token logits,
+filter, choose. The prefix (forced tokens such as Whisper's <|startoftranscript|>) is fed in
+one step; every later step feeds one token per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mmseq.decoder import DecoderCache, TextDecoder
+from mmseq.generation.config import GenerationConfig
+from mmseq.generation.logits import apply_suppression, sampling_distribution
+
+
+@dataclass
+class GenerationOutput:
+    """sequences [B, N, L]: prefix + generated tokens, pad after EOS (N = num_return_sequences).
+    sum_logprobs [B, N]: log-probability of the generated tokens (EOS included);
+    scores [B, N]: what hypotheses were ranked by (beam search: length-penalised sum_logprobs);
+    lengths [B, N]: generated tokens per sequence, EOS included."""
+
+    sequences: Tensor
+    sum_logprobs: Tensor
+    scores: Tensor
+    lengths: Tensor
+
+
+def decode(
+    decoder: TextDecoder,
+    context: Tensor,
+    context_mask: Tensor | None,
+    prefix: Tensor,
+    config: GenerationConfig,
+    generator: torch.Generator | None = None,
+) -> GenerationOutput:
+    """Generate continuations of prefix [B, P] given encoder states context [B, S, D]."""
+    if prefix.dim() != 2 or prefix.shape[0] != context.shape[0]:
+        raise ValueError(
+            f"prefix: expected token ids [B={context.shape[0]}, P], got shape {tuple(prefix.shape)}"
+        )
+    max_len = prefix.shape[1] + config.max_new_tokens
+    if max_len > decoder.config.n_ctx:
+        raise ValueError(
+            f"prefix ({prefix.shape[1]} tokens) + max_new_tokens ({config.max_new_tokens}) "
+            f"exceeds the decoder's {decoder.config.n_ctx} positions"
+        )
+    prefix = prefix.to(context.device)
+    if config.num_beams > 1:
+        return _beam_search(decoder, context, context_mask, prefix, config, max_len)
+    n = config.num_return_sequences
+    cache = decoder.new_cache(context, context_mask, max_len, repeat=n)
+    tokens = prefix.repeat_interleave(n, 0)
+    sequences, sum_logprobs, lengths = _sample_or_greedy(decoder, cache, tokens, config, generator)
+    b = prefix.shape[0]
+    return GenerationOutput(
+        sequences.view(b, n, -1),
+        sum_logprobs.view(b, n),
+        sum_logprobs.view(b, n),
+        lengths.view(b, n),
+    )
+
+
+def _sample_or_greedy(
+    decoder: TextDecoder,
+    cache: DecoderCache,
+    tokens: Tensor,
+    config: GenerationConfig,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    rows = tokens.shape[0]
+    eos, pad = config.eos_token_id, config.pad_id
+    sum_logprobs = torch.zeros(rows, device=tokens.device)
+    lengths = torch.zeros(rows, dtype=torch.long, device=tokens.device)
+    finished = torch.zeros(rows, dtype=torch.bool, device=tokens.device)
+    new = tokens
+    for step in range(config.max_new_tokens):
+        logits = apply_suppression(decoder(new, cache=cache, last_only=True)[:, -1], config, step)
+        if config.do_sample:
+            probs = sampling_distribution(logits, config)
+            next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            next_tokens = logits.argmax(-1)
+        logprobs = logits.log_softmax(-1).gather(1, next_tokens[:, None]).squeeze(1)
+        sum_logprobs += logprobs.masked_fill(finished, 0.0)
+        lengths += (~finished).long()
+        next_tokens = next_tokens.masked_fill(finished, pad)
+        tokens = torch.cat([tokens, next_tokens[:, None]], dim=1)
+        if eos is not None:
+            finished |= next_tokens == eos
+            if bool(finished.all()):
+                break
+        new = next_tokens[:, None]
+    return tokens, sum_logprobs, lengths
+
+
+@dataclass
+class _Hypothesis:
+    score: float
+    tokens: Tensor
+    sum_logprob: float
+    length: int
+
+
+class _FinishedBeams:
+    """The best `num_beams` finished hypotheses of one input, with HF's stopping rule."""
+
+    def __init__(self, config: GenerationConfig, prefix_len: int, max_len: int) -> None:
+        self.config = config
+        self.prefix_len = prefix_len
+        self.max_len = max_len
+        self.hyps: list[_Hypothesis] = []
+        self.done = False
+
+    def _penalised(self, sum_logprob: float, length: int) -> float:
+        return sum_logprob / (length**self.config.length_penalty)
+
+    def add(self, tokens: Tensor, sum_logprob: float, length: int) -> None:
+        score = self._penalised(sum_logprob, length)
+        if len(self.hyps) < self.config.num_beams or score > self.worst:
+            self.hyps.append(_Hypothesis(score, tokens, sum_logprob, length))
+            self.hyps.sort(key=lambda h: h.score, reverse=True)
+            del self.hyps[self.config.num_beams :]
+
+    @property
+    def worst(self) -> float:
+        return self.hyps[-1].score if self.hyps else -float("inf")
+
+    def is_done(self, best_running_sum: float, length: int) -> bool:
+        if len(self.hyps) < self.config.num_beams:
+            return False
+        early = self.config.early_stopping
+        if early is True:
+            return True
+        if early == "never" and self.config.length_penalty > 0:
+            length = self.max_len - self.prefix_len
+        return self.worst >= self._penalised(best_running_sum, length)
+
+
+def _beam_search(
+    decoder: TextDecoder,
+    context: Tensor,
+    context_mask: Tensor | None,
+    prefix: Tensor,
+    config: GenerationConfig,
+    max_len: int,
+) -> GenerationOutput:
+    batch, k = prefix.shape[0], config.num_beams
+    device = prefix.device
+    cache = decoder.new_cache(context, context_mask, max_len, repeat=k)
+    tokens = prefix.repeat_interleave(k, 0)  # [B*K, P]
+    # only the first beam of each input is live at the start, so the first step does not pick
+    # the same token K times
+    beam_sums = torch.zeros(batch, k, device=device)
+    beam_sums[:, 1:] = -1e9
+    finished = [_FinishedBeams(config, prefix.shape[1], max_len) for _ in range(batch)]
+    eos = config.eos_token_id
+    new = tokens
+    for step in range(config.max_new_tokens):
+        logits = decoder(new, cache=cache, last_only=True)[:, -1]
+        logprobs = apply_suppression(logits.log_softmax(-1), config, step)
+        vocab = logprobs.shape[-1]
+        candidates = (beam_sums.view(-1, 1) + logprobs).view(batch, k * vocab)
+        top_sums, top_ids = candidates.topk(2 * k, dim=1)  # [B, 2K]: enough to refill K beams
+        top_beams, top_tokens = top_ids // vocab, top_ids % vocab
+        generated = step + 1
+
+        next_rows = torch.zeros(batch, k, dtype=torch.long, device=device)
+        next_tokens = torch.full((batch, k), config.pad_id, dtype=torch.long, device=device)
+        next_sums = torch.full((batch, k), -1e9, device=device)
+        for b in range(batch):
+            if finished[b].done:  # keep feeding padding; these rows are ignored
+                next_rows[b] = b * k
+                continue
+            kept = 0
+            for rank in range(2 * k):
+                row = b * k + int(top_beams[b, rank])
+                token, total = int(top_tokens[b, rank]), float(top_sums[b, rank])
+                if eos is not None and token == eos:
+                    if rank < k:  # an EOS outside the top K is not a real contender
+                        finished[b].add(tokens[row], total, generated)
+                    continue
+                next_rows[b, kept], next_tokens[b, kept], next_sums[b, kept] = row, token, total
+                kept += 1
+                if kept == k:
+                    break
+            finished[b].done = finished[b].is_done(float(top_sums[b].max()), generated)
+        if all(f.done for f in finished):
+            break
+        rows = next_rows.view(-1)
+        cache.reorder(rows)
+        tokens = torch.cat([tokens[rows], next_tokens.view(-1, 1)], dim=1)
+        beam_sums = next_sums
+        new = next_tokens.view(-1, 1)
+    else:
+        # out of tokens: running beams compete with the finished ones at their full length
+        for b in range(batch):
+            if not finished[b].done:
+                for j in range(k):
+                    row = b * k + j
+                    finished[b].add(tokens[row], float(beam_sums[b, j]), config.max_new_tokens)
+    return _collect(finished, config, device)
+
+
+def _collect(
+    finished: list[_FinishedBeams], config: GenerationConfig, device: torch.device
+) -> GenerationOutput:
+    """Best num_return_sequences hypotheses per input, EOS appended where it ended them."""
+    n, eos = config.num_return_sequences, config.eos_token_id
+    best = [f.hyps[:n] for f in finished]
+    ended = [
+        [h.tokens.shape[0] - f.prefix_len < h.length for h in hyps]
+        for f, hyps in zip(finished, best, strict=True)
+    ]
+    width = max(
+        h.tokens.shape[0] + e
+        for hyps, ends in zip(best, ended, strict=True)
+        for h, e in zip(hyps, ends, strict=True)
+    )
+    sequences = torch.full((len(best), n, width), config.pad_id, dtype=torch.long, device=device)
+    sums = torch.zeros(len(best), n, device=device)
+    scores = torch.zeros(len(best), n, device=device)
+    lengths = torch.zeros(len(best), n, dtype=torch.long, device=device)
+    for b, (hyps, ends) in enumerate(zip(best, ended, strict=True)):
+        for j, (h, e) in enumerate(zip(hyps, ends, strict=True)):
+            t = h.tokens.shape[0]
+            sequences[b, j, :t] = h.tokens
+            if e:
+                sequences[b, j, t] = eos
+            sums[b, j], scores[b, j], lengths[b, j] = h.sum_logprob, h.score, h.length
+    return GenerationOutput(sequences, sums, scores, lengths)

