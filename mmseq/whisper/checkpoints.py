@@ -216,6 +216,23 @@ def hf_to_openai(sd: StateDict) -> StateDict:
     return out
 
 
+def openai_to_hf(sd: StateDict) -> StateDict:
+    """The inverse of `hf_to_openai` (the tied `proj_out.weight` included), e.g. to build a
+    Hugging Face peer with the same weights."""
+    block_names = {v: k for k, v in _HF_BLOCK_NAMES.items()}
+    top_names = {v: k for k, v in _HF_TOP_NAMES.items()}
+    layer = re.compile(r"(encoder|decoder)\.blocks\.(\d+)\.(.+)\.(weight|bias)")
+    out: StateDict = {}
+    for name, tensor in sd.items():
+        if m := layer.fullmatch(name):
+            side, i, module, param = m.groups()
+            out[f"model.{side}.layers.{i}.{block_names[module]}.{param}"] = tensor
+        else:
+            out[f"model.{top_names.get(name, name)}"] = tensor
+    out["proj_out.weight"] = out["model.decoder.embed_tokens.weight"]
+    return out
+
+
 def load_hf_dir(path: Path) -> WhisperCheckpoint:
     from safetensors.torch import load_file
 
