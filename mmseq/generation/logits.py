@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from mmseq.generation.config import GenerationConfig
+
+# A decoding rule beyond suppression (e.g. Whisper's timestamp rules):
+# (logits [N, V], tokens so far [N, L]) -> logits [N, V]; it may modify logits in place.
+LogitFilter = Callable[[Tensor, Tensor], Tensor]
 
 
 def suppress(logits: Tensor, token_ids: tuple[int, ...]) -> Tensor:

@@ -7,6 +7,7 @@ one step; every later step feeds one token per row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from mmseq.decoder import DecoderCache, TextDecoder
 from mmseq.generation.config import GenerationConfig
-from mmseq.generation.logits import apply_suppression, sampling_distribution
+from mmseq.generation.logits import LogitFilter, apply_suppression, sampling_distribution
 
 
 @dataclass
@@ -22,12 +23,52 @@ class GenerationOutput:
     """sequences [B, N, L]: prefix + generated tokens, pad after EOS (N = num_return_sequences).
     sum_logprobs [B, N]: log-probability of the generated tokens (EOS included);
     scores [B, N]: what hypotheses were ranked by (beam search: length-penalised sum_logprobs);
-    lengths [B, N]: generated tokens per sequence, EOS included."""
+    lengths [B, N]: generated tokens per sequence, EOS included;
+    probe_probs [B, V]: next-token probabilities at prefix position `probe_position`, when asked
+    (Whisper's no-speech probability is read at <|startoftranscript|>)."""
 
     sequences: Tensor
     sum_logprobs: Tensor
     scores: Tensor
     lengths: Tensor
+    probe_probs: Tensor | None = None
+
+
+class _Step:
+    """One decoding step: feed the newest tokens, return filtered next-token logits [N, V].
+
+    Filters run in order: the config's suppressions, then `logit_filters` (each gets the logits
+    and all tokens so far, [N, L], and returns the logits). The first step can also keep the
+    probabilities at one prefix position (the probe).
+    """
+
+    def __init__(
+        self,
+        decoder: TextDecoder,
+        cache: DecoderCache,
+        config: GenerationConfig,
+        logit_filters: Sequence[LogitFilter],
+        probe_position: int | None,
+    ) -> None:
+        self.decoder, self.cache, self.config = decoder, cache, config
+        self.filters = logit_filters
+        self.probe_position = probe_position
+        self.probe_probs: Tensor | None = None
+        self.index = 0
+
+    def __call__(self, new: Tensor, tokens: Tensor, log_softmax: bool = False) -> Tensor:
+        probe = self.probe_position if self.index == 0 else None
+        logits = self.decoder(new, cache=self.cache, last_only=probe is None)
+        if probe is not None:
+            self.probe_probs = logits[:, probe].softmax(-1)
+        logits = logits[:, -1]
+        if log_softmax:
+            logits = logits.log_softmax(-1)
+        logits = apply_suppression(logits, self.config, self.index)
+        for logit_filter in self.filters:
+            logits = logit_filter(logits, tokens)
+        self.index += 1
+        return logits
 
 
 def decode(
@@ -37,8 +78,14 @@ def decode(
     prefix: Tensor,
     config: GenerationConfig,
     generator: torch.Generator | None = None,
+    logit_filters: Sequence[LogitFilter] = (),
+    probe_position: int | None = None,
 ) -> GenerationOutput:
-    """Generate continuations of prefix [B, P] given encoder states context [B, S, D]."""
+    """Generate continuations of prefix [B, P] given encoder states context [B, S, D].
+
+    logit_filters: extra `(logits [N, V], tokens [N, L]) -> logits` rules, after suppression.
+    probe_position: a prefix position whose next-token probabilities to return (probe_probs).
+    """
     if prefix.dim() != 2 or prefix.shape[0] != context.shape[0]:
         raise ValueError(
             f"prefix: expected token ids [B={context.shape[0]}, P], got shape {tuple(prefix.shape)}"
@@ -49,25 +96,31 @@ def decode(
             f"prefix ({prefix.shape[1]} tokens) + max_new_tokens ({config.max_new_tokens}) "
             f"exceeds the decoder's {decoder.config.n_ctx} positions"
         )
+    if probe_position is not None and not -prefix.shape[1] <= probe_position < prefix.shape[1]:
+        raise ValueError(f"probe_position {probe_position} is outside the prefix")
     prefix = prefix.to(context.device)
+    rows = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+    cache = decoder.new_cache(context, context_mask, max_len, repeat=rows)
+    step = _Step(decoder, cache, config, logit_filters, probe_position)
+    tokens = prefix.repeat_interleave(rows, 0)
     if config.num_beams > 1:
-        return _beam_search(decoder, context, context_mask, prefix, config, max_len)
-    n = config.num_return_sequences
-    cache = decoder.new_cache(context, context_mask, max_len, repeat=n)
-    tokens = prefix.repeat_interleave(n, 0)
-    sequences, sum_logprobs, lengths = _sample_or_greedy(decoder, cache, tokens, config, generator)
-    b = prefix.shape[0]
-    return GenerationOutput(
-        sequences.view(b, n, -1),
-        sum_logprobs.view(b, n),
-        sum_logprobs.view(b, n),
-        lengths.view(b, n),
-    )
+        out = _beam_search(step, tokens, config, prefix.shape[1], max_len)
+    else:
+        sequences, sum_logprobs, lengths = _sample_or_greedy(step, tokens, config, generator)
+        b, n = prefix.shape[0], rows
+        out = GenerationOutput(
+            sequences.view(b, n, -1),
+            sum_logprobs.view(b, n),
+            sum_logprobs.view(b, n),
+            lengths.view(b, n),
+        )
+    if step.probe_probs is not None:
+        out.probe_probs = step.probe_probs[::rows]
+    return out
 
 
 def _sample_or_greedy(
-    decoder: TextDecoder,
-    cache: DecoderCache,
+    step: _Step,
     tokens: Tensor,
     config: GenerationConfig,
     generator: torch.Generator | None,
@@ -78,8 +131,8 @@ def _sample_or_greedy(
     lengths = torch.zeros(rows, dtype=torch.long, device=tokens.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=tokens.device)
     new = tokens
-    for step in range(config.max_new_tokens):
-        logits = apply_suppression(decoder(new, cache=cache, last_only=True)[:, -1], config, step)
+    for _ in range(config.max_new_tokens):
+        logits = step(new, tokens)
         if config.do_sample:
             probs = sampling_distribution(logits, config)
             next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -142,32 +195,24 @@ class _FinishedBeams:
 
 
 def _beam_search(
-    decoder: TextDecoder,
-    context: Tensor,
-    context_mask: Tensor | None,
-    prefix: Tensor,
-    config: GenerationConfig,
-    max_len: int,
+    step: _Step, tokens: Tensor, config: GenerationConfig, prefix_len: int, max_len: int
 ) -> GenerationOutput:
-    batch, k = prefix.shape[0], config.num_beams
-    device = prefix.device
-    cache = decoder.new_cache(context, context_mask, max_len, repeat=k)
-    tokens = prefix.repeat_interleave(k, 0)  # [B*K, P]
+    """tokens [B*K, P]: each prefix repeated num_beams (K) times."""
+    k = config.num_beams
+    batch, device = tokens.shape[0] // k, tokens.device
     # only the first beam of each input is live at the start, so the first step does not pick
     # the same token K times
     beam_sums = torch.zeros(batch, k, device=device)
     beam_sums[:, 1:] = -1e9
-    finished = [_FinishedBeams(config, prefix.shape[1], max_len) for _ in range(batch)]
+    finished = [_FinishedBeams(config, prefix_len, max_len) for _ in range(batch)]
     eos = config.eos_token_id
     new = tokens
-    for step in range(config.max_new_tokens):
-        logits = decoder(new, cache=cache, last_only=True)[:, -1]
-        logprobs = apply_suppression(logits.log_softmax(-1), config, step)
+    for generated in range(1, config.max_new_tokens + 1):
+        logprobs = step(new, tokens, log_softmax=True)
         vocab = logprobs.shape[-1]
         candidates = (beam_sums.view(-1, 1) + logprobs).view(batch, k * vocab)
         top_sums, top_ids = candidates.topk(2 * k, dim=1)  # [B, 2K]: enough to refill K beams
         top_beams, top_tokens = top_ids // vocab, top_ids % vocab
-        generated = step + 1
 
         next_rows = torch.zeros(batch, k, dtype=torch.long, device=device)
         next_tokens = torch.full((batch, k), config.pad_id, dtype=torch.long, device=device)
@@ -192,7 +237,7 @@ def _beam_search(
         if all(f.done for f in finished):
             break
         rows = next_rows.view(-1)
-        cache.reorder(rows)
+        step.cache.reorder(rows)
         tokens = torch.cat([tokens[rows], next_tokens.view(-1, 1)], dim=1)
         beam_sums = next_sums
         new = next_tokens.view(-1, 1)

@@ -1,0 +1,231 @@
+"""Speed of `mmseq` transcription against Hugging Face transformers, same weights, same inputs.
+
+Method
+------
+- Audio: the bundled demo clips (mmseq/assets/clips, 5 clips, about 20 s), repeated `--repeat`
+  times (default 4: about 80 s of audio, 20 clips).
+- Weights: the embedded Whisper tiny.en, loaded once by mmseq; the Hugging Face peer is a
+  `WhisperForConditionalGeneration` built from a `WhisperConfig` matching its dimensions and
+  loaded with `openai_to_hf(checkpoint.state_dict)`, so both engines hold identical float32
+  weights.
+- Features: both engines get mmseq's log-mel (`LogMelSpectrogram`, openai-whisper's recipe: the
+  log-mel of a short clip is zero-padded to 30 s), computed from the waveforms inside the timed
+  region. Hugging Face's `WhisperFeatureExtractor` pads the *waveform* instead, so its features
+  differ slightly for clips under 30 s and would turn a speed comparison into a comparison of
+  front-ends; it is also a numpy implementation, which would charge Hugging Face for a
+  different feature cost. With identical features, the transcripts should be identical too.
+- Decoding: greedy, prefix `<|startoftranscript|><|notimestamps|>`, the token suppression
+  mmseq uses (`Whisper.generation_config()`: `suppress_tokens`, `begin_suppress_tokens`), at
+  most 224 new tokens. mmseq runs `Transcriber.transcribe`; Hugging Face runs `generate()`
+  with the prefix passed as `decoder_input_ids`.
+- Timing: one process, `torch.set_num_threads(--threads)`, for each batch size one warm-up pass
+  then the best wall time of `--trials` passes over all clips. The real-time factor is audio
+  seconds / wall seconds (higher is faster). WER is against transcripts.tsv after lowercasing
+  and dropping punctuation (tiny.en writes "3 o'clock" for "three o'clock": one error).
+
+Run: `.venv/bin/python benchmarks/transcribe_speed.py [--repeat 4] [--batch-sizes 1 8]
+[--threads 2] [--trials 3] [--json OUT]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+from transformers import GenerationConfig as HFGenerationConfig
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+from mmseq.data.audio import load_audio
+from mmseq.encoders.audio_features import SAMPLE_RATE, LogMelSpectrogram
+from mmseq.transcribe import Transcriber, TranscribeOptions
+from mmseq.whisper import Whisper, load_whisper_checkpoint
+from mmseq.whisper.checkpoints import WhisperCheckpoint, openai_to_hf
+from mmseq.whisper.loading import embedded_model_dir
+
+CLIPS = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips"
+MAX_NEW_TOKENS = 224  # openai-whisper's n_text_ctx // 2
+
+Engine = Callable[[list[np.ndarray], int], list[str]]  # (audios, batch size) -> texts
+
+
+@dataclass
+class Row:
+    engine: str
+    batch_size: int
+    wall_s: float
+    rtf: float  # audio seconds per wall second
+    wer: float
+
+
+def load_clips(repeat: int) -> tuple[list[np.ndarray], list[str]]:
+    """The bundled clips, `repeat` times over: (16 kHz waveforms, reference texts)."""
+    with (CLIPS / "transcripts.tsv").open(newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    audios = [load_audio(CLIPS / row["file"]) for row in rows]
+    return audios * repeat, [row["text"] for row in rows] * repeat
+
+
+def mmseq_engine(transcriber: Transcriber) -> Engine:
+    def run(audios: list[np.ndarray], batch_size: int) -> list[str]:
+        options = TranscribeOptions(batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS)
+        return [t.text for t in transcriber.transcribe(audios, options)]
+
+    return run
+
+
+def hf_model(checkpoint: WhisperCheckpoint) -> WhisperForConditionalGeneration:
+    """Hugging Face's Whisper holding the checkpoint's weights."""
+    d = checkpoint.dims
+    config = WhisperConfig(
+        vocab_size=d.n_vocab,
+        num_mel_bins=d.n_mels,
+        d_model=d.n_audio_state,
+        encoder_layers=d.n_audio_layer,
+        encoder_attention_heads=d.n_audio_head,
+        encoder_ffn_dim=4 * d.n_audio_state,
+        decoder_layers=d.n_text_layer,
+        decoder_attention_heads=d.n_text_head,
+        decoder_ffn_dim=4 * d.n_text_state,
+        max_source_positions=d.n_audio_ctx,
+        max_target_positions=d.n_text_ctx,
+    )
+    model = WhisperForConditionalGeneration(config)
+    model.load_state_dict(openai_to_hf(checkpoint.state_dict))
+    return model.eval()
+
+
+def hf_generation_config(whisper: Whisper) -> HFGenerationConfig:
+    """Greedy decoding with mmseq's token suppression and stopping."""
+    ours, tok = whisper.generation_config(), whisper.tokenizer
+    return HFGenerationConfig(
+        max_new_tokens=MAX_NEW_TOKENS,
+        num_beams=1,
+        do_sample=False,
+        decoder_start_token_id=tok.sot,
+        eos_token_id=tok.eot,
+        pad_token_id=tok.eot,
+        suppress_tokens=list(ours.suppress_tokens),
+        begin_suppress_tokens=list(ours.begin_suppress_tokens),
+        no_timestamps_token_id=tok.no_timestamps,
+        is_multilingual=False,
+    )
+
+
+def hf_engine(model: WhisperForConditionalGeneration, whisper: Whisper) -> Engine:
+    features = LogMelSpectrogram(whisper.model.config.audio.n_mels)
+    config = hf_generation_config(whisper)
+    tok = whisper.tokenizer
+    prefix = torch.tensor([tok.sot_sequence(without_timestamps=True)])
+
+    @torch.inference_mode()
+    def run(audios: list[np.ndarray], batch_size: int) -> list[str]:
+        texts = []
+        for start in range(0, len(audios), batch_size):
+            batch = audios[start : start + batch_size]
+            lengths = torch.tensor([len(a) for a in batch])
+            waves = torch.zeros(len(batch), int(lengths.max()))
+            for i, audio in enumerate(batch):
+                waves[i, : len(audio)] = torch.from_numpy(audio)
+            mel, _ = features(waves, lengths)
+            out = model.generate(
+                input_features=mel,
+                decoder_input_ids=prefix.expand(len(batch), -1),
+                generation_config=config,
+            )
+            sequences = out.sequences if hasattr(out, "sequences") else out
+            for row in sequences.tolist():
+                texts.append(tok.decode([t for t in row if t < tok.eot]).strip())
+        return texts
+
+    return run
+
+
+def normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
+
+
+def wer(references: list[str], hypotheses: list[str]) -> float:
+    return jiwer.wer([normalise(t) for t in references], [normalise(t) for t in hypotheses])
+
+
+def time_engine(engine: Engine, audios: list[np.ndarray], batch_size: int, trials: int):
+    """(best wall seconds over `trials` after one warm-up pass, texts)."""
+    texts = engine(audios, batch_size)
+    best = float("inf")
+    for _ in range(trials):
+        started = time.perf_counter()
+        engine(audios, batch_size)
+        best = min(best, time.perf_counter() - started)
+    return best, texts
+
+
+def print_table(rows: list[Row], audio_s: float, n_clips: int) -> None:
+    print(f"{n_clips} clips, {audio_s:.1f} s of audio, {torch.get_num_threads()} torch threads")
+    print(f"{'engine':<8} {'batch':>5} {'wall s':>8} {'RTF':>7} {'WER':>7}")
+    for r in rows:
+        print(f"{r.engine:<8} {r.batch_size:>5} {r.wall_s:>8.2f} {r.rtf:>7.1f} {r.wer:>7.3f}")
+    by_key = {(r.engine, r.batch_size): r for r in rows}
+    for batch_size in sorted({r.batch_size for r in rows}):
+        ratio = by_key["hf", batch_size].wall_s / by_key["mmseq", batch_size].wall_s
+        print(f"batch {batch_size}: mmseq is {ratio:.2f}x the speed of Hugging Face")
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeat", type=int, default=4, help="times over the 5 clips (default 4)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--trials", type=int, default=3, help="timed passes; best is kept")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    audios, references = load_clips(args.repeat)
+    audio_s = sum(len(a) for a in audios) / SAMPLE_RATE
+
+    transcriber = Transcriber()
+    checkpoint = load_whisper_checkpoint(embedded_model_dir())
+    engines = {
+        "mmseq": mmseq_engine(transcriber),
+        "hf": hf_engine(hf_model(checkpoint), transcriber.whisper),
+    }
+    rows, identical = [], {}
+    for batch_size in args.batch_sizes:
+        texts = {}
+        for name, engine in engines.items():
+            wall, texts[name] = time_engine(engine, audios, batch_size, args.trials)
+            rows.append(Row(name, batch_size, wall, audio_s / wall, wer(references, texts[name])))
+        identical[batch_size] = texts["mmseq"] == texts["hf"]
+        for ours, theirs in zip(texts["mmseq"], texts["hf"], strict=True):
+            if ours != theirs:
+                print(f"batch {batch_size}: transcripts differ:\n  mmseq: {ours}\n  hf:    {theirs}")
+
+    print_table(rows, audio_s, len(audios))
+    for batch_size, same in identical.items():
+        print(f"batch {batch_size}: transcripts identical: {same}")
+    if args.json:
+        figures = {
+            "audio_s": audio_s,
+            "clips": len(audios),
+            "threads": args.threads,
+            "trials": args.trials,
+            "rows": [asdict(r) for r in rows],
+            "transcripts_identical": identical,
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

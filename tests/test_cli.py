@@ -1,0 +1,110 @@
+"""`mmseq transcribe` as a user runs it: a subprocess, results on stdout, everything else on stderr.
+
+Each run that gets as far as loading tiny.en costs about 1.5 s, so the error cases share runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+CLIPS = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips"
+# tiny.en transcribes these two bundled clips word for word
+GOOD = ["clip4_en-m3.flac", "clip5_en-gb-x-rp.flac"]
+
+
+def mmseq(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mmseq.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, str]:
+    with (CLIPS / "transcripts.tsv").open(newline="") as f:
+        return {row["file"]: row["text"] for row in csv.DictReader(f, delimiter="\t")}
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    """Inputs that must each be refused with a message naming the file."""
+    files = {
+        "missing": tmp_path / "missing.wav",
+        "empty": tmp_path / "empty.wav",
+        "text": tmp_path / "notes.wav",
+        "too long": tmp_path / "long.wav",
+    }
+    files["empty"].touch()
+    files["text"].write_text("this is not audio\n")
+    seconds = 40  # over the 30 s this version transcribes
+    t = np.arange(seconds * 16000) / 16000
+    sf.write(files["too long"], (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    return files
+
+
+def test_one_file_prints_only_its_text(expected: dict[str, str]) -> None:
+    run = mmseq("transcribe", CLIPS / GOOD[0])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == expected[GOOD[0]] + "\n"
+    assert "loaded" in run.stderr and "transcribed" in run.stderr  # logs go to stderr
+
+
+def test_bad_files_are_reported_and_good_ones_still_transcribed(
+    expected: dict[str, str], bad_files: dict[str, Path]
+) -> None:
+    good = [CLIPS / name for name in GOOD]
+    files = [good[0], *bad_files.values(), good[1]]
+    run = mmseq("transcribe", *files)
+    assert run.returncode == 1
+    assert run.stdout.splitlines() == [f"{path}\t{expected[path.name]}" for path in good]
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("mmseq: error:")]
+    assert len(errors) == len(bad_files), run.stderr
+    for (case, path), line in zip(bad_files.items(), errors, strict=True):
+        assert str(path) in line, f"{case}: {line}"
+    assert "does not exist" in errors[0]
+    assert "empty" in errors[1]
+    assert "not a readable audio file" in errors[2]
+    assert "40.0 s long" in errors[3] and "30 s" in errors[3]
+
+
+def test_only_bad_input_fails_with_empty_stdout(bad_files: dict[str, Path]) -> None:
+    run = mmseq("transcribe", bad_files["empty"])
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert f"mmseq: error: {bad_files['empty']}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_model_path_is_a_usage_error() -> None:
+    run = mmseq("transcribe", "--model", "/nonexistent", CLIPS / GOOD[0])
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert "mmseq: error:" in run.stderr and "/nonexistent" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_model_dir_without_checkpoint(tmp_path: Path) -> None:
+    run = mmseq("transcribe", "--model", tmp_path, CLIPS / GOOD[0])
+    assert run.returncode == 2
+    assert f"{tmp_path}: unknown checkpoint layout" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "mentions"), [([], "transcribe"), (["transcribe"], "--batch-size")]
+)
+def test_help(command: list[str], mentions: str) -> None:
+    run = mmseq(*command, "--help")
+    assert run.returncode == 0
+    assert run.stdout.startswith("usage: mmseq")
+    assert mentions in run.stdout
