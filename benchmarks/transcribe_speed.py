@@ -18,10 +18,12 @@ Method
   mmseq uses (`Whisper.generation_config()`: `suppress_tokens`, `begin_suppress_tokens`), at
   most 224 new tokens. mmseq runs `Transcriber.transcribe`; Hugging Face runs `generate()`
   with the prefix passed as `decoder_input_ids`.
-- Timing: one process, `torch.set_num_threads(--threads)`, for each batch size one warm-up pass
-  then the best wall time of `--trials` passes over all clips. The real-time factor is audio
-  seconds / wall seconds (higher is faster). WER is against transcripts.tsv after lowercasing
-  and dropping punctuation (tiny.en writes "3 o'clock" for "three o'clock": one error).
+- Timing: one process, `torch.set_num_threads(--threads)`; for each batch size, one warm-up
+  batch per engine, then `--trials` rounds in which each engine transcribes all clips in turn
+  (alternating, so background load hits both alike); each engine's best round is kept.
+- Figures: the real-time factor (RTF) is audio seconds / wall seconds (higher is faster). WER is
+  against transcripts.tsv after lowercasing and dropping punctuation (tiny.en writes
+  "3 o'clock" for "three o'clock": one error).
 
 Run: `.venv/bin/python benchmarks/transcribe_speed.py [--repeat 4] [--batch-sizes 1 8]
 [--threads 2] [--trials 3] [--json OUT]`.
@@ -41,12 +43,13 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import torch
+import transformers
 from transformers import GenerationConfig as HFGenerationConfig
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from mmseq.data.audio import load_audio
 from mmseq.encoders.audio_features import SAMPLE_RATE, LogMelSpectrogram
-from mmseq.transcribe import Transcriber, TranscribeOptions
+from mmseq.transcribe import TranscribeOptions, Transcriber
 from mmseq.whisper import Whisper, load_whisper_checkpoint
 from mmseq.whisper.checkpoints import WhisperCheckpoint, openai_to_hf
 from mmseq.whisper.loading import embedded_model_dir
@@ -76,7 +79,13 @@ def load_clips(repeat: int) -> tuple[list[np.ndarray], list[str]]:
 
 def mmseq_engine(transcriber: Transcriber) -> Engine:
     def run(audios: list[np.ndarray], batch_size: int) -> list[str]:
-        options = TranscribeOptions(batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS)
+        options = TranscribeOptions(
+            batch_size=batch_size,
+            temperatures=(0.0,),  # greedy, no fallback
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            max_new_tokens=MAX_NEW_TOKENS,
+        )
         return [t.text for t in transcriber.transcribe(audios, options)]
 
     return run
@@ -122,7 +131,7 @@ def hf_generation_config(whisper: Whisper) -> HFGenerationConfig:
 
 def hf_engine(model: WhisperForConditionalGeneration, whisper: Whisper) -> Engine:
     features = LogMelSpectrogram(whisper.model.config.audio.n_mels)
-    config = hf_generation_config(whisper)
+    model.generation_config = hf_generation_config(whisper)
     tok = whisper.tokenizer
     prefix = torch.tensor([tok.sot_sequence(without_timestamps=True)])
 
@@ -137,12 +146,9 @@ def hf_engine(model: WhisperForConditionalGeneration, whisper: Whisper) -> Engin
                 waves[i, : len(audio)] = torch.from_numpy(audio)
             mel, _ = features(waves, lengths)
             out = model.generate(
-                input_features=mel,
-                decoder_input_ids=prefix.expand(len(batch), -1),
-                generation_config=config,
+                input_features=mel, decoder_input_ids=prefix.expand(len(batch), -1)
             )
-            sequences = out.sequences if hasattr(out, "sequences") else out
-            for row in sequences.tolist():
+            for row in out.tolist():
                 texts.append(tok.decode([t for t in row if t < tok.eot]).strip())
         return texts
 
@@ -157,15 +163,30 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
     return jiwer.wer([normalise(t) for t in references], [normalise(t) for t in hypotheses])
 
 
-def time_engine(engine: Engine, audios: list[np.ndarray], batch_size: int, trials: int):
-    """(best wall seconds over `trials` after one warm-up pass, texts)."""
-    texts = engine(audios, batch_size)
-    best = float("inf")
+def time_engines(
+    engines: dict[str, Engine], audios: list[np.ndarray], batch_size: int, trials: int
+) -> dict[str, tuple[float, list[str]]]:
+    """Engine name -> (best wall seconds over `trials` rounds, texts), after a warm-up batch."""
+    for engine in engines.values():
+        engine(audios[:batch_size], batch_size)
+    best = dict.fromkeys(engines, float("inf"))
+    texts: dict[str, list[str]] = {}
     for _ in range(trials):
-        started = time.perf_counter()
-        engine(audios, batch_size)
-        best = min(best, time.perf_counter() - started)
-    return best, texts
+        for name, engine in engines.items():
+            started = time.perf_counter()
+            texts[name] = engine(audios, batch_size)
+            best[name] = min(best[name], time.perf_counter() - started)
+    return {name: (best[name], texts[name]) for name in engines}
+
+
+def report_differences(batch_size: int, texts: dict[str, list[str]]) -> bool:
+    """Print each clip the two engines transcribe differently; True when there is none."""
+    same = True
+    for ours, theirs in zip(texts["mmseq"], texts["hf"], strict=True):
+        if ours != theirs:
+            same = False
+            print(f"batch {batch_size}: transcripts differ\n  mmseq: {ours}\n  hf:    {theirs}")
+    return same
 
 
 def print_table(rows: list[Row], audio_s: float, n_clips: int) -> None:
@@ -192,6 +213,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    transformers.logging.set_verbosity_error()  # per-call generate() notices, not results
     audios, references = load_clips(args.repeat)
     audio_s = sum(len(a) for a in audios) / SAMPLE_RATE
 
@@ -203,14 +225,12 @@ def main() -> None:
     }
     rows, identical = [], {}
     for batch_size in args.batch_sizes:
-        texts = {}
-        for name, engine in engines.items():
-            wall, texts[name] = time_engine(engine, audios, batch_size, args.trials)
-            rows.append(Row(name, batch_size, wall, audio_s / wall, wer(references, texts[name])))
-        identical[batch_size] = texts["mmseq"] == texts["hf"]
-        for ours, theirs in zip(texts["mmseq"], texts["hf"], strict=True):
-            if ours != theirs:
-                print(f"batch {batch_size}: transcripts differ:\n  mmseq: {ours}\n  hf:    {theirs}")
+        timed = time_engines(engines, audios, batch_size, args.trials)
+        for name, (wall, texts) in timed.items():
+            rows.append(Row(name, batch_size, wall, audio_s / wall, wer(references, texts)))
+        identical[batch_size] = report_differences(
+            batch_size, {name: texts for name, (_, texts) in timed.items()}
+        )
 
     print_table(rows, audio_s, len(audios))
     for batch_size, same in identical.items():

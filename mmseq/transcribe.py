@@ -1,53 +1,109 @@
-"""Speech to text with a Whisper model: files or arrays in, one transcript per input out.
+"""Speech to text with a Whisper model: files or arrays in, timed segments out.
 
-This version transcribes clips of up to 30 s (one Whisper window), batched. The decoding follows
-openai-whisper's `transcribe(..., temperature=0, without_timestamps=True,
-condition_on_previous_text=False)`: the same log-mel, prompt, token suppression and stopping.
+Long recordings are transcribed as openai-whisper does (sequential 30 s windows that seek to the
+last complete segment, timestamp rules, temperature fallback, no-speech skipping, optional
+conditioning on the previous text), with two differences that change no token: the log-mel is
+computed one window at a time, and windows of different files are encoded and decoded together
+(`batch_size`) whenever they share the same prompt.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from mmseq.data.audio import load_audio
-from mmseq.encoders.audio_features import CHUNK_LENGTH, SAMPLE_RATE
-from mmseq.generation import generate
+from mmseq.encoders.audio_features import N_FRAMES, SAMPLE_RATE, WindowedLogMel
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
+from mmseq.whisper.decoding import DecodingOptions, compression_ratio, decode_windows
+from mmseq.whisper.segments import Segment, split_window
 
 AudioInput = str | os.PathLike | np.ndarray
 
 
 @dataclass(frozen=True)
 class TranscribeOptions:
+    """Defaults are openai-whisper's command line's (best_of 5, fallback, timestamps)."""
+
     beam_size: int = 1  # 1: greedy
+    best_of: int = 5
     length_penalty: float = 1.0
-    max_new_tokens: int | None = None  # None: the model's n_ctx // 2, as openai-whisper
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    condition_on_previous_text: bool = True
+    initial_prompt: str | None = None
+    without_timestamps: bool = False
+    max_initial_timestamp: float | None = 1.0
+    max_new_tokens: int | None = None
     batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        object.__setattr__(self, "temperatures", tuple(self.temperatures))
+        self.decoding()  # validates the rest
+
+    def decoding(self) -> DecodingOptions:
+        return DecodingOptions(
+            temperatures=self.temperatures,
+            beam_size=self.beam_size,
+            best_of=self.best_of,
+            length_penalty=self.length_penalty,
+            without_timestamps=self.without_timestamps,
+            max_initial_timestamp=self.max_initial_timestamp,
+            compression_ratio_threshold=self.compression_ratio_threshold,
+            logprob_threshold=self.logprob_threshold,
+            no_speech_threshold=self.no_speech_threshold,
+            max_new_tokens=self.max_new_tokens,
+        )
 
 
 @dataclass
 class Transcript:
-    """One input's result. `error` is set (and text empty) when the input could not be read."""
+    """One input's result. `error` is set (and there are no segments) when it could not be
+    read; an input without speech has no segments and no error."""
 
     source: str
-    text: str = ""
-    tokens: list[int] = field(default_factory=list)
-    avg_logprob: float = float("nan")
-    compression_ratio: float = float("nan")
+    segments: list[Segment] = field(default_factory=list)
     duration: float = 0.0
+    language: str = "en"
     error: str | None = None
+    text_tokens: list[int] = field(default_factory=list)  # every segment's text tokens
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments).strip()
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.text_tokens
 
 
-def compression_ratio(text: str) -> float:
-    """gzip ratio of the text: Whisper's signal for repetitive (looping) output."""
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
+@dataclass
+class _File:
+    """Decoding state of one input in flight."""
+
+    index: int
+    transcript: Transcript
+    mel: WindowedLogMel
+    prompt_tokens: list[int]
+    all_tokens: list[int] = field(default_factory=list)
+    prompt_reset_since: int = 0
+    seek: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.seek >= self.mel.content_frames
+
+    @property
+    def prompt(self) -> tuple[int, ...]:
+        return tuple(self.prompt_tokens + self.all_tokens[self.prompt_reset_since :])
 
 
 class Transcriber:
@@ -67,80 +123,118 @@ class Transcriber:
         return list(self.iter_transcribe(inputs, options))
 
     def iter_transcribe(
-        self, inputs: Sequence[AudioInput], options: TranscribeOptions | None = None
+        self,
+        inputs: Sequence[AudioInput],
+        options: TranscribeOptions | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Iterator[Transcript]:
-        """Like `transcribe`, yielding results in input order as each batch finishes."""
+        """Like `transcribe`, yielding results in input order as soon as each is complete.
+
+        Up to batch_size files are in flight; each round encodes one window of each and decodes
+        together the windows that share a prompt. progress(seconds) reports audio done.
+        """
         options = options or TranscribeOptions()
-        if options.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
-        for start in range(0, len(inputs), options.batch_size):
-            batch = inputs[start : start + options.batch_size]
-            loaded = [_load(item) for item in batch]
-            ok = [(i, audio) for i, (_, audio, _) in enumerate(loaded) if audio is not None]
-            decoded = iter(self._decode([a for _, a in ok], options) if ok else [])
-            for name, audio, error in loaded:
-                if audio is None:
-                    yield Transcript(name, error=error)
+        pending = iter(enumerate(inputs))
+        active: list[_File] = []
+        finished: dict[int, Transcript] = {}
+        next_out = 0
+        while True:
+            while len(active) < options.batch_size:
+                item = next(pending, None)
+                if item is None:
+                    break
+                state = self._start(*item, options)
+                if isinstance(state, Transcript):
+                    finished[item[0]] = state
                 else:
-                    result = next(decoded)
-                    result.source = name
-                    yield result
+                    active.append(state)
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+            if not active:
+                return
+            self._round(active, options, progress)
+            for state in [s for s in active if s.done]:
+                active.remove(state)
+                finished[state.index] = state.transcript
+
+    def _start(
+        self, index: int, item: AudioInput, options: TranscribeOptions
+    ) -> _File | Transcript:
+        name = "<array>" if isinstance(item, np.ndarray) else str(item)
+        try:
+            audio = _as_audio(item, name)
+        except (ValueError, OSError) as err:
+            return Transcript(name, error=str(err))
+        transcript = Transcript(name, duration=len(audio) / SAMPLE_RATE)
+        features = self.whisper.model.encoders["audio"].features
+        mel = WindowedLogMel(features, torch.from_numpy(audio).to(self.whisper.device))
+        prompt = []
+        if options.initial_prompt:
+            prompt = self.whisper.tokenizer.encode(" " + options.initial_prompt.strip())
+        state = _File(index, transcript, mel, prompt)
+        return transcript if state.done else state
 
     @torch.inference_mode()
-    def _decode(self, audios: list[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
-        w = self.whisper
-        device = w.device
-        lengths = torch.tensor([len(a) for a in audios], device=device)
-        waves = torch.zeros(len(audios), int(lengths.max()), device=device)
-        for i, audio in enumerate(audios):
-            waves[i, : len(audio)] = torch.from_numpy(audio)
-        overrides: dict[str, object] = {"num_beams": options.beam_size}
-        if options.beam_size > 1:
-            overrides["length_penalty"] = options.length_penalty
-        if options.max_new_tokens:
-            overrides["max_new_tokens"] = options.max_new_tokens
-        config = w.generation_config(**overrides)
-        prompt = w.tokenizer.sot_sequence(without_timestamps=True)
-        out = generate(w.model, "audio", waves, prompt, config, lengths=lengths)
-        results = []
-        for i in range(len(audios)):
-            generated = out.sequences[i, 0, len(prompt) :].tolist()
-            tokens = generated[: int(out.lengths[i, 0])]
-            tokens = [t for t in tokens if t != w.tokenizer.eot]
-            text = w.tokenizer.decode(tokens).strip()
-            results.append(
-                Transcript(
-                    source="",
-                    text=text,
-                    tokens=tokens,
-                    avg_logprob=float(out.sum_logprobs[i, 0]) / (len(tokens) + 1),
-                    compression_ratio=compression_ratio(text),
-                    duration=len(audios[i]) / SAMPLE_RATE,
-                )
+    def _round(
+        self,
+        active: list[_File],
+        options: TranscribeOptions,
+        progress: Callable[[float], None] | None,
+    ) -> None:
+        """Encode the current window of every active file, then decode by shared prompt."""
+        model = self.whisper.model
+        sizes = [min(N_FRAMES, s.mel.content_frames - s.seek) for s in active]
+        mels = torch.stack([s.mel.window(s.seek, n) for s, n in zip(active, sizes, strict=True)])
+        states = model.encode("audio", mels.to(self.whisper.device)).states
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, state in enumerate(active):
+            groups.setdefault(state.prompt, []).append(i)
+        decoding = options.decoding()
+        for prompt, rows in groups.items():
+            results = decode_windows(self.whisper, states[rows], prompt, decoding)
+            for i, result in zip(rows, results, strict=True):
+                before = active[i].seek
+                self._advance(active[i], result, sizes[i], options)
+                if progress:
+                    done = min(active[i].seek, active[i].mel.content_frames) - before
+                    progress(done / 100)
+
+    def _advance(self, state: _File, result, frames: int, options: TranscribeOptions) -> None:
+        """Apply one decoded window to its file: skip silence, or add segments and seek."""
+        no_speech = (
+            options.no_speech_threshold is not None
+            and result.no_speech_prob > options.no_speech_threshold
+            and not (
+                options.logprob_threshold is not None
+                and result.avg_logprob > options.logprob_threshold
             )
-        return results
-
-
-def _load(item: AudioInput) -> tuple[str, np.ndarray | None, str | None]:
-    """(name, audio or None, error message or None) for one input."""
-    name = "<array>" if isinstance(item, np.ndarray) else str(item)
-    try:
-        audio = item.astype(np.float32) if isinstance(item, np.ndarray) else load_audio(item)
-    except (ValueError, OSError) as err:
-        return name, None, str(err)
-    if audio.ndim != 1:
-        return name, None, f"{name}: expected mono 16 kHz samples [S], got shape {audio.shape}"
-    if not np.isfinite(audio).all():
-        return name, None, f"{name}: audio contains NaN or infinite samples"
-    seconds = len(audio) / SAMPLE_RATE
-    if seconds > CHUNK_LENGTH:
-        return (
-            name,
-            None,
-            f"{name}: {seconds:.1f} s long; this version transcribes clips of up to "
-            f"{CHUNK_LENGTH} s (long-form transcription is not available yet)",
         )
-    return name, audio, None
+        if no_speech:
+            state.seek += frames
+            return
+        segments, state.seek = split_window(result, self.whisper.tokenizer, state.seek, frames)
+        transcript = state.transcript
+        eot = self.whisper.tokenizer.eot
+        for segment in segments:
+            if segment.start == segment.end or not segment.text.strip():
+                continue  # instantaneous or empty: openai-whisper blanks these
+            segment.id = len(transcript.segments)
+            transcript.segments.append(segment)
+            state.all_tokens.extend(segment.tokens)
+            transcript.text_tokens.extend(t for t in segment.tokens if t < eot)
+        if not options.condition_on_previous_text or result.temperature > 0.5:
+            state.prompt_reset_since = len(state.all_tokens)
+
+
+def _as_audio(item: AudioInput, name: str) -> np.ndarray:
+    """16 kHz mono float32 samples of a path or array, or a ValueError naming the input."""
+    audio = item.astype(np.float32) if isinstance(item, np.ndarray) else load_audio(item)
+    if audio.ndim != 1:
+        raise ValueError(f"{name}: expected mono 16 kHz samples [S], got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{name}: audio contains NaN or infinite samples")
+    return audio
 
 
 def transcribe(
@@ -148,8 +242,18 @@ def transcribe(
     model: str | os.PathLike | Whisper = DEFAULT_MODEL,
     **options: object,
 ) -> Transcript | list[Transcript]:
-    """One-call API: `mmseq.transcribe("clip.wav")` -> Transcript (a list for a list input)."""
+    """One-call API: `mmseq.transcribe("talk.wav")` -> Transcript (a list for a list input)."""
     single = isinstance(inputs, (str, os.PathLike, np.ndarray))
     items = [inputs] if single else list(inputs)
     results = Transcriber(model).transcribe(items, TranscribeOptions(**options))
     return results[0] if single else results
+
+
+__all__ = [
+    "Segment",
+    "TranscribeOptions",
+    "Transcriber",
+    "Transcript",
+    "compression_ratio",
+    "transcribe",
+]

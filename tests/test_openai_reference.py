@@ -97,9 +97,19 @@ def mmseq_results(audios: dict[str, np.ndarray]) -> dict[int, dict[str, Transcri
     inputs = list(audios.values())
     results = {}
     for batch_size in BATCH_SIZES:
-        transcripts = transcriber.transcribe(inputs, TranscribeOptions(batch_size=batch_size))
+        transcripts = transcriber.transcribe(inputs, reference_options(batch_size))
         results[batch_size] = dict(zip(audios, transcripts, strict=True))
     return results
+
+
+def reference_options(batch_size: int) -> TranscribeOptions:
+    """The options of the openai_results call; the thresholds are both sides' defaults."""
+    return TranscribeOptions(
+        batch_size=batch_size,
+        temperatures=(0.0,),
+        without_timestamps=True,
+        condition_on_previous_text=False,
+    )
 
 
 def _text_tokens(result: dict) -> list[int]:

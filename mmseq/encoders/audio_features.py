@@ -56,6 +56,20 @@ class LogMelSpectrogram(nn.Module):
             "filters", torch.from_numpy(mel_filters(n_mels, n_fft)), persistent=False
         )
 
+    def log10_mel(self, audio: Tensor) -> Tensor:
+        """[B, S] -> log10 mel power [B, n_mels, S // hop], one frame per hop centred on it
+        (reflect padding at the edges), the STFT's last frame dropped as Whisper does."""
+        stft = torch.stft(
+            audio, self.n_fft, self.hop_length, window=self.window, return_complex=True
+        )
+        power = stft[..., :-1].abs() ** 2
+        return torch.clamp(self.filters @ power, min=1e-10).log10()
+
+    @staticmethod
+    def normalize(log_spec: Tensor, peak: Tensor | float) -> Tensor:
+        """Whisper's dynamic range: at most 8 (80 dB) below the peak, then (x + 4) / 4."""
+        return (torch.maximum(log_spec, torch.as_tensor(peak) - 8.0) + 4.0) / 4.0
+
     def forward(self, audio: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """audio [B, S] float, lengths [B] in samples (None: all S) -> (mel, frame_lengths)."""
         if audio.dim() != 2:
@@ -66,14 +80,9 @@ class LogMelSpectrogram(nn.Module):
         # 30 s of zeros after the audio as openai-whisper does; the content frames depend only on
         # the audio since every frame's window lies within the audio plus zeros either way.
         padding = N_SAMPLES if self.pad_to_frames else self.n_fft
-        audio = F.pad(audio.float(), (0, padding))
-        stft = torch.stft(
-            audio, self.n_fft, self.hop_length, window=self.window, return_complex=True
-        )
-        power = stft[..., :-1].abs() ** 2
-        log_spec = torch.clamp(self.filters @ power, min=1e-10).log10()
+        log_spec = self.log10_mel(F.pad(audio.float(), (0, padding)))
         peak = log_spec.amax(dim=(-2, -1), keepdim=True)
-        log_spec = (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+        log_spec = self.normalize(log_spec, peak)
 
         frame_lengths = lengths.to(audio.device) // self.hop_length
         n_frames = self.pad_to_frames or int(frame_lengths.max())
@@ -83,3 +92,52 @@ class LogMelSpectrogram(nn.Module):
         frames = torch.arange(n_frames, device=audio.device)
         log_spec = log_spec * (frames[None, :] < frame_lengths[:, None])[:, None, :]
         return log_spec, frame_lengths.clamp(max=n_frames)
+
+
+class WindowedLogMel:
+    """openai-whisper's log-mel of a whole recording, computed one window at a time.
+
+    openai-whisper takes the log-mel of the entire file (plus 30 s of zeros) at once, whose
+    complex STFT alone needs about 0.6 GB per hour of audio. Here the dynamic-range peak is
+    found in a first pass over bounded chunks, and each window is computed when asked for,
+    from the samples it needs: the same numbers with memory that does not grow with length.
+    """
+
+    CHUNK_FRAMES = 6000  # frames per chunk in the peak pass (60 s)
+
+    def __init__(self, spectrogram: LogMelSpectrogram, audio: Tensor) -> None:
+        if audio.dim() != 1:
+            raise ValueError(f"audio: expected mono samples [S], got shape {tuple(audio.shape)}")
+        self.spec = spectrogram
+        self.audio = audio.float()
+        self.hop = spectrogram.hop_length
+        self.content_frames = len(audio) // self.hop
+        # frames whose window touches the audio; all later frames are digital silence (-10)
+        touching = (len(audio) + spectrogram.n_fft // 2) // self.hop + 1
+        peak = -10.0
+        for start in range(0, touching, self.CHUNK_FRAMES):
+            end = min(start + self.CHUNK_FRAMES, touching)
+            peak = max(peak, float(self._log10_frames(start, end).max()))
+        self.peak = peak
+
+    def _log10_frames(self, start: int, end: int) -> Tensor:
+        """Raw log10 mel of frames start..end-1 -> [n_mels, end - start]."""
+        half = self.spec.n_fft // 2
+        # sample i of the centred signal is audio[i - half], mirrored at the start, 0 past the end
+        index = torch.arange(start * self.hop, (end - 1) * self.hop + self.spec.n_fft) - half
+        index = index.abs()
+        inside = index < len(self.audio)
+        samples = torch.zeros(len(index), device=self.audio.device)
+        samples[inside] = self.audio[index[inside].to(self.audio.device)]
+        frames = samples.unfold(0, self.spec.n_fft, self.hop) * self.spec.window  # [T, n_fft]
+        power = torch.fft.rfft(frames).abs().T ** 2  # [n_fft // 2 + 1, T]
+        return torch.clamp(self.spec.filters @ power, min=1e-10).log10()
+
+    def window(self, seek: int, n_frames: int = N_FRAMES) -> Tensor:
+        """Frames seek..seek+n_frames-1 of the content, zero-padded to N_FRAMES ->
+        [n_mels, N_FRAMES], as openai-whisper's `pad_or_trim(mel[:, seek:seek + n])`."""
+        n_frames = min(n_frames, self.content_frames - seek, N_FRAMES)
+        if n_frames <= 0:
+            raise ValueError(f"window at frame {seek} is past the audio's {self.content_frames}")
+        mel = self.spec.normalize(self._log10_frames(seek, seek + n_frames), self.peak)
+        return F.pad(mel, (0, N_FRAMES - n_frames))

@@ -91,16 +91,18 @@ def decode(
             f"prefix: expected token ids [B={context.shape[0]}, P], got shape {tuple(prefix.shape)}"
         )
     max_len = prefix.shape[1] + config.max_new_tokens
-    if max_len > decoder.config.n_ctx:
+    # the last generated token is never fed back, so the cache needs one slot less
+    cache_len = max_len - 1
+    if cache_len > decoder.config.n_ctx:
         raise ValueError(
             f"prefix ({prefix.shape[1]} tokens) + max_new_tokens ({config.max_new_tokens}) "
-            f"exceeds the decoder's {decoder.config.n_ctx} positions"
+            f"needs {cache_len} positions; the decoder has n_ctx={decoder.config.n_ctx}"
         )
     if probe_position is not None and not -prefix.shape[1] <= probe_position < prefix.shape[1]:
         raise ValueError(f"probe_position {probe_position} is outside the prefix")
     prefix = prefix.to(context.device)
     rows = config.num_beams if config.num_beams > 1 else config.num_return_sequences
-    cache = decoder.new_cache(context, context_mask, max_len, repeat=rows)
+    cache = decoder.new_cache(context, context_mask, cache_len, repeat=rows)
     step = _Step(decoder, cache, config, logit_filters, probe_position)
     tokens = prefix.repeat_interleave(rows, 0)
     if config.num_beams > 1:

@@ -1,0 +1,224 @@
+"""Decoding 30 s windows the way openai-whisper does: prompt layout, timestamp rules, best-of-N
+sampling and temperature fallback, no-speech probability.
+
+One call decodes a batch of windows whose encoder states are already computed, so a fallback
+re-decodes only the rows that need it and never re-runs the encoder.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mmseq.generation import decode
+from mmseq.whisper.loading import Whisper
+from mmseq.whisper.tokenizer import TIME_PRECISION, WhisperTokenizer
+
+NEG_INF = -float("inf")
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """openai-whisper's transcribe() options that shape the decoding of one window."""
+
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    beam_size: int = 1  # at temperature 0; 1 = greedy
+    best_of: int = 1  # samples per window at temperature > 0 (openai's CLI uses 5)
+    length_penalty: float = 1.0
+    without_timestamps: bool = False
+    max_initial_timestamp: float | None = 1.0
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    max_new_tokens: int | None = None  # None: n_text_ctx // 2
+
+    def __post_init__(self) -> None:
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise ValueError(f"temperatures: expected values >= 0, got {self.temperatures}")
+        if self.beam_size < 1 or self.best_of < 1:
+            raise ValueError("beam_size and best_of must be >= 1")
+
+
+@dataclass
+class WindowResult:
+    tokens: list[int]  # generated tokens, without the final <|endoftext|>
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    temperature: float
+    compression_ratio: float
+
+    def needs_fallback(self, options: DecodingOptions) -> bool:
+        """Too repetitive or too improbable, unless it is silence (then no retry helps)."""
+        looping = (
+            options.compression_ratio_threshold is not None
+            and self.compression_ratio > options.compression_ratio_threshold
+        )
+        improbable = (
+            options.logprob_threshold is not None and self.avg_logprob < options.logprob_threshold
+        )
+        silent = (
+            options.no_speech_threshold is not None
+            and self.no_speech_prob > options.no_speech_threshold
+            and improbable
+        )
+        return (looping or improbable) and not silent
+
+
+def compression_ratio(text: str) -> float:
+    """gzip ratio of the text: Whisper's signal for repetitive (looping) output."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class TimestampRules:
+    """Whisper's timestamp grammar as a logit filter (vectorised over the batch).
+
+    Timestamps come in pairs (except right before <|endoftext|>), never decrease, a segment
+    has non-zero length, the first token is a timestamp no later than max_initial_timestamp,
+    and a timestamp is forced when all timestamps together outweigh the best text token.
+    """
+
+    def __init__(
+        self, tokenizer: WhisperTokenizer, sample_begin: int, max_initial_index: int | None
+    ) -> None:
+        self.tb = tokenizer.timestamp_begin
+        self.eot = tokenizer.eot
+        self.no_timestamps = tokenizer.no_timestamps
+        self.sample_begin = sample_begin
+        self.max_initial_index = max_initial_index
+
+    def __call__(self, logits: Tensor, tokens: Tensor) -> Tensor:
+        tb = self.tb
+        logits[:, self.no_timestamps] = NEG_INF
+        sampled = tokens[:, self.sample_begin :]
+        if sampled.shape[1] == 0:
+            logits[:, :tb] = NEG_INF
+            if self.max_initial_index is not None:
+                logits[:, tb + self.max_initial_index + 1 :] = NEG_INF
+        else:
+            self._pairs_and_order(logits, sampled)
+        logprobs = logits.float().log_softmax(-1)
+        timestamp_mass = logprobs[:, tb:].logsumexp(-1)
+        best_text = logprobs[:, :tb].max(-1).values
+        logits[timestamp_mass > best_text, :tb] = NEG_INF
+        return logits
+
+    def _pairs_and_order(self, logits: Tensor, sampled: Tensor) -> None:
+        tb = self.tb
+        is_ts = sampled >= tb
+        last = is_ts[:, -1]
+        penultimate = is_ts[:, -2] if sampled.shape[1] > 1 else torch.ones_like(last)
+        logits[last & penultimate, tb:] = NEG_INF  # a pair just closed: text or EOT next
+        logits[last & ~penultimate, : self.eot] = NEG_INF  # a pair is open: close it or end
+        # timestamps never decrease; after a closed pair the next one must move forward
+        has_ts = is_ts.any(-1)
+        last_ts = torch.where(is_ts, sampled, -1).max(-1).values
+        bound = last_ts + (~(last & ~penultimate)).long()  # first allowed timestamp id
+        columns = torch.arange(logits.shape[-1], device=logits.device)
+        forbidden = (columns >= tb) & (columns < bound[:, None]) & has_ts[:, None]
+        logits.masked_fill_(forbidden, NEG_INF)
+
+
+def initial_tokens(
+    tokenizer: WhisperTokenizer, prompt: Sequence[int], without_timestamps: bool, n_ctx: int
+) -> list[int]:
+    """[<|startofprev|> prompt[-(n_ctx//2 - 1):]] <|startoftranscript|> [<|notimestamps|>]"""
+    tokens = tokenizer.sot_sequence(without_timestamps=without_timestamps)
+    if prompt:
+        tokens = [tokenizer.sot_prev, *list(prompt)[-(n_ctx // 2 - 1) :], *tokens]
+    return tokens
+
+
+def decode_windows(
+    whisper: Whisper,
+    states: Tensor,
+    prompt: Sequence[int],
+    options: DecodingOptions,
+    generator: torch.Generator | None = None,
+) -> list[WindowResult]:
+    """Decode encoder states [B, S, D] of B windows sharing one prompt, with fallback:
+    rows whose result looks wrong are decoded again at the next temperature."""
+    results: list[WindowResult | None] = [None] * states.shape[0]
+    todo = list(range(states.shape[0]))
+    for temperature in options.temperatures:
+        decoded = _decode_at(whisper, states[todo], prompt, options, temperature, generator)
+        retry = []
+        for row, result in zip(todo, decoded, strict=True):
+            results[row] = result
+            if result.needs_fallback(options):
+                retry.append(row)
+        todo = retry
+        if not todo:
+            break
+    return results  # type: ignore[return-value]
+
+
+def _decode_at(
+    whisper: Whisper,
+    states: Tensor,
+    prompt: Sequence[int],
+    options: DecodingOptions,
+    temperature: float,
+    generator: torch.Generator | None,
+) -> list[WindowResult]:
+    tok = whisper.tokenizer
+    n_ctx = whisper.model.config.decoder.n_ctx
+    prefix = initial_tokens(tok, prompt, options.without_timestamps, n_ctx)
+    sample_len = options.max_new_tokens or n_ctx // 2
+    # openai-whisper stops once the sequence passes n_ctx
+    max_new = min(sample_len, n_ctx + 1 - len(prefix))
+    sampling = temperature > 0
+    n = options.best_of if sampling else 1
+    config = whisper.generation_config(
+        max_new_tokens=max_new,
+        num_beams=1 if sampling else options.beam_size,
+        num_return_sequences=n,
+        do_sample=sampling,
+        temperature=temperature if sampling else 1.0,
+        length_penalty=options.length_penalty,
+    )
+    filters = []
+    if not options.without_timestamps:
+        max_initial = options.max_initial_timestamp
+        index = None if max_initial is None else round(max_initial / TIME_PRECISION)
+        filters.append(TimestampRules(tok, len(prefix), index))
+    batch = states.shape[0]
+    prefix_ids = torch.tensor([prefix] * batch, dtype=torch.long)
+    out = decode(
+        whisper.model.decoder,
+        states,
+        None,
+        prefix_ids,
+        config,
+        generator,
+        logit_filters=filters,
+        probe_position=prefix.index(tok.sot),
+    )
+    no_speech = out.probe_probs[:, tok.no_speech].tolist()
+    results = []
+    for b in range(batch):
+        candidates = []
+        for j in range(n):
+            length = int(out.lengths[b, j])
+            generated = out.sequences[b, j, len(prefix) : len(prefix) + length].tolist()
+            tokens = generated[:-1] if generated and generated[-1] == tok.eot else generated
+            candidates.append((tokens, float(out.sum_logprobs[b, j])))
+        # best of n by length-normalised log-probability (openai's MaximumLikelihoodRanker)
+        tokens, sum_logprob = max(candidates, key=lambda c: c[1] / max(len(c[0]), 1))
+        text = tok.decode(tokens).strip()
+        results.append(
+            WindowResult(
+                tokens=tokens,
+                text=text,
+                avg_logprob=sum_logprob / (len(tokens) + 1),
+                no_speech_prob=no_speech[b],
+                temperature=temperature,
+                compression_ratio=compression_ratio(text),
+            )
+        )
+    return results

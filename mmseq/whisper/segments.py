@@ -1,0 +1,91 @@
+"""Turn one decoded window into timed segments and decide where the next window starts.
+
+The rules are openai-whisper's: consecutive timestamp tokens close a segment; a window that
+ends on a single timestamp had no speech after it, so the next window starts after this one;
+otherwise the unfinished last segment is dropped and decoding resumes at its start time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mmseq.encoders.audio_features import HOP_LENGTH, SAMPLE_RATE
+from mmseq.whisper.decoding import WindowResult
+from mmseq.whisper.tokenizer import TIME_PRECISION, WhisperTokenizer
+
+FRAMES_PER_TOKEN = 2  # mel frames per encoder position (conv stride), i.e. per 0.02 s
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass
+class Segment:
+    """A span of speech. tokens include its timestamp tokens, as openai-whisper's do."""
+
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    temperature: float
+    seek: int = 0  # mel frame where its window started
+    id: int = 0
+    words: list[Word] = field(default_factory=list)
+
+
+def split_window(
+    result: WindowResult,
+    tokenizer: WhisperTokenizer,
+    seek: int,
+    segment_frames: int,
+) -> tuple[list[Segment], int]:
+    """Segments of a window that starts at mel frame `seek` and holds `segment_frames` frames
+    of audio, and the frame where the next window starts."""
+    tb = tokenizer.timestamp_begin
+    tokens = result.tokens
+    is_ts = [t >= tb for t in tokens]
+    offset = seek * HOP_LENGTH / SAMPLE_RATE
+
+    def segment(start: float, end: float, part: list[int]) -> Segment:
+        return Segment(
+            start=offset + start,
+            end=offset + end,
+            text=tokenizer.decode(part),
+            tokens=part,
+            avg_logprob=result.avg_logprob,
+            compression_ratio=result.compression_ratio,
+            no_speech_prob=result.no_speech_prob,
+            temperature=result.temperature,
+            seek=seek,
+        )
+
+    single_timestamp_ending = is_ts[-2:] == [False, True]
+    # a segment ends after each pair of consecutive timestamps
+    cuts = [i for i in range(1, len(tokens)) if is_ts[i - 1] and is_ts[i]]
+    if not cuts:
+        duration = segment_frames * HOP_LENGTH / SAMPLE_RATE
+        timestamps = [t for t in tokens if t >= tb]
+        if timestamps and timestamps[-1] != tb:
+            duration = (timestamps[-1] - tb) * TIME_PRECISION
+        return [segment(0.0, duration, tokens)], seek + segment_frames
+
+    if single_timestamp_ending:
+        cuts.append(len(tokens))
+    segments, last = [], 0
+    for cut in cuts:
+        part = tokens[last:cut]
+        segments.append(
+            segment((part[0] - tb) * TIME_PRECISION, (part[-1] - tb) * TIME_PRECISION, part)
+        )
+        last = cut
+    if single_timestamp_ending:
+        return segments, seek + segment_frames
+    return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN

@@ -1,0 +1,245 @@
+"""Parity with the reference implementations on tiny random models and real audio:
+Hugging Face Whisper (forward, greedy and beam search), the log-mel front-ends of Hugging Face and
+openai-whisper, and Hugging Face ViT through mmseq.vision's importer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import BOS, CLIPS, EOS, PAD, WhisperPair
+from transformers.generation.utils import GenerationMixin
+
+from mmseq.data.audio import load_audio
+from mmseq.encoders import ImageEncoder, resample_positions
+from mmseq.encoders.audio_features import N_SAMPLES, LogMelSpectrogram
+from mmseq.generation import GenerationConfig, generate
+from mmseq.vision import hf_vit_to_mmseq, image_encoder_config_from_hf, load_hf_vit_dir
+
+# ---------------------------------------------------------------------------------------------
+# Whisper: forward and decoding
+
+
+@torch.no_grad()
+def test_whisper_forward(tiny_whisper_pair: WhisperPair) -> None:
+    hf, model = tiny_whisper_pair.hf, tiny_whisper_pair.mmseq
+    mel = torch.randn(2, 80, 3000)
+    tokens = torch.randint(0, tiny_whisper_pair.vocab_size, (2, 9))
+    expected = hf.model.encoder(mel).last_hidden_state
+    torch.testing.assert_close(model.encode("audio", mel).states, expected, atol=1e-4, rtol=0)
+    logits = hf(input_features=mel, decoder_input_ids=tokens).logits
+    torch.testing.assert_close(model("audio", mel, tokens).logits, logits, atol=1e-4, rtol=0)
+
+
+def _until_eos(rows: list[list[int]], prefix_len: int) -> list[list[int]]:
+    """Each sequence up to and including its first EOS after the prefix (Hugging Face pads
+    finished sequences with EOS or pad, mmseq with pad; what follows EOS is not compared)."""
+    out = []
+    for row in rows:
+        generated = row[prefix_len:]
+        end = generated.index(EOS) + 1 if EOS in generated else len(generated)
+        out.append(row[: prefix_len + end])
+    return out
+
+
+SEARCHES = [
+    {"num_beams": 1},
+    {"num_beams": 1, "suppress_tokens": (3, 7, 9), "begin_suppress_tokens": (EOS, 5)},
+    {"num_beams": 2, "length_penalty": 1.0, "early_stopping": False},
+    {"num_beams": 2, "length_penalty": 0.0, "early_stopping": True, "num_return_sequences": 2},
+    {"num_beams": 2, "length_penalty": 1.0, "early_stopping": "never"},
+    {"num_beams": 4, "length_penalty": 1.0, "early_stopping": False, "num_return_sequences": 2},
+    {"num_beams": 4, "length_penalty": 2.0, "early_stopping": "never"},
+    {"num_beams": 4, "length_penalty": 0.0, "early_stopping": "never", "num_return_sequences": 2},
+    {"num_beams": 4, "length_penalty": 1.0, "early_stopping": True},
+    {"num_beams": 4, "length_penalty": 2.0, "early_stopping": False, "num_return_sequences": 2},
+    {
+        "num_beams": 4,
+        "length_penalty": 1.0,
+        "early_stopping": False,
+        "suppress_tokens": (3, 7, 9),
+        "begin_suppress_tokens": (EOS, 5),
+    },
+]
+
+
+@pytest.mark.parametrize("search", SEARCHES, ids=lambda s: "-".join(f"{v}" for v in s.values()))
+def test_whisper_generate_matches_hf(tiny_whisper_pair: WhisperPair, search: dict) -> None:
+    hf, model = tiny_whisper_pair.hf, tiny_whisper_pair.mmseq
+    torch.manual_seed(123)
+    mel = torch.randn(3, 80, 3000)
+    prefix = torch.tensor([[BOS, 5]] * 3)
+    config = GenerationConfig(max_new_tokens=16, eos_token_id=EOS, pad_token_id=PAD, **search)
+    ours = generate(model, "audio", mel, prefix, config)
+
+    hf_options = dict(search)
+    for key in ("suppress_tokens", "begin_suppress_tokens"):
+        if key in hf_options:
+            hf_options[key] = list(hf_options[key])
+    with torch.no_grad():
+        ref = GenerationMixin.generate(
+            hf,
+            input_features=mel,
+            decoder_input_ids=prefix,
+            max_new_tokens=16,
+            do_sample=False,
+            eos_token_id=EOS,
+            pad_token_id=PAD,
+            return_dict_in_generate=True,
+            output_scores=True,
+            **hf_options,
+        )
+    expected = _until_eos(ref.sequences.tolist(), prefix.shape[1])
+    assert _until_eos(ours.sequences.flatten(0, 1).tolist(), prefix.shape[1]) == expected
+    if search["num_beams"] > 1:
+        torch.testing.assert_close(
+            ours.scores.flatten(), ref.sequences_scores, atol=1e-4, rtol=1e-4
+        )
+    for row in ours.sequences.flatten(0, 1).tolist():
+        generated = row[prefix.shape[1] :]
+        assert not set(generated) & set(search.get("suppress_tokens", ()))
+        assert generated[0] not in search.get("begin_suppress_tokens", ())
+
+
+def test_whisper_pair_ends_sequences_at_varied_lengths(tiny_whisper_pair: WhisperPair) -> None:
+    """The decoding parity above only tests the stopping rules if EOS occurs at varied steps."""
+    torch.manual_seed(123)
+    mel = torch.randn(3, 80, 3000)
+    lengths = set()
+    for beams in (1, 4):
+        config = GenerationConfig(
+            max_new_tokens=16, num_beams=beams, eos_token_id=EOS, pad_token_id=PAD
+        )
+        out = generate(tiny_whisper_pair.mmseq, "audio", mel, [BOS, 5], config)
+        lengths |= set(out.lengths.flatten().tolist())
+    assert len(lengths - {16}) >= 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Log-mel front-end
+
+
+def _chirp(seconds: float = 5.0, f0: float = 100.0, f1: float = 4000.0) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.5 * np.sin(2 * np.pi * (f0 * t + (f1 - f0) / (2 * seconds) * t**2))).astype(
+        np.float32
+    )
+
+
+AUDIO = {
+    "clip1": lambda: load_audio(CLIPS / "clip1_en-us.flac"),
+    "chirp": _chirp,
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUDIO))
+def test_log_mel_matches_hf_feature_extractor(name: str) -> None:
+    """Hugging Face pads the waveform to 30 s; so does this test before mmseq's front-end."""
+    from transformers import WhisperFeatureExtractor
+
+    audio = AUDIO[name]()
+    expected = WhisperFeatureExtractor()(audio, sampling_rate=16000, return_tensors="pt")
+    padded = F.pad(torch.from_numpy(audio), (0, N_SAMPLES - len(audio)))[None]
+    mel, frames = LogMelSpectrogram(pad_to_frames=None)(padded)
+    assert int(frames) == 3000
+    torch.testing.assert_close(mel, expected.input_features, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(AUDIO))
+def test_log_mel_matches_openai_whisper(name: str) -> None:
+    whisper_audio = pytest.importorskip("whisper.audio")
+    audio = torch.from_numpy(AUDIO[name]())
+    expected = whisper_audio.log_mel_spectrogram(audio, padding=N_SAMPLES)[:, :3000]
+    mel, frames = LogMelSpectrogram()(audio[None])
+    n = len(audio) // 160
+    assert mel.shape == (1, 80, 3000) and int(frames) == n
+    torch.testing.assert_close(mel[0, :, :n], expected[:, :n], atol=1e-4, rtol=0)
+    assert not mel[0, :, n:].any()
+
+
+# ---------------------------------------------------------------------------------------------
+# ViT
+
+
+def _tiny_vit(seed: int = 0, **overrides: object):
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(seed)
+    options = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "image_size": 32,
+        "patch_size": 8,
+        "layer_norm_eps": 1e-12,
+    }
+    config = ViTConfig(**(options | overrides))
+    return ViTModel(config).eval()
+
+
+def _import(vit) -> ImageEncoder:
+    encoder = ImageEncoder(image_encoder_config_from_hf(vit.config.to_dict()))
+    encoder.load_state_dict(hf_vit_to_mmseq(vit.state_dict()))
+    return encoder.eval()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"hidden_act": "gelu_pytorch_tanh"}, {"qkv_bias": False}, {"num_channels": 1}],
+    ids=["default", "gelu_tanh", "no_qkv_bias", "one_channel"],
+)
+@torch.no_grad()
+def test_vit_matches_hf(overrides: dict) -> None:
+    vit = _tiny_vit(**overrides)
+    encoder = _import(vit)
+    pixels = torch.randn(2, overrides.get("num_channels", 3), 32, 32)
+    expected = vit(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(encoder(pixels).states, expected, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_vit_saved_directory_loads(tmp_path) -> None:
+    """save_pretrained writes the file naming (`encoder.layer.0.attention.attention.query`),
+    which differs from transformers 5's in-memory naming; both import the same."""
+    vit = _tiny_vit(seed=1)
+    vit.save_pretrained(tmp_path)
+    encoder = load_hf_vit_dir(tmp_path)
+    pixels = torch.randn(1, 3, 32, 32)
+    expected = vit(pixel_values=pixels).last_hidden_state
+    torch.testing.assert_close(encoder(pixels).states, expected, atol=1e-4, rtol=0)
+
+
+@torch.no_grad()
+def test_vit_upsampled_positions_match_hf_interpolation() -> None:
+    """48x64 from a 32x32 model: bicubic upsampling (antialiasing only acts when shrinking)."""
+    vit = _tiny_vit()
+    encoder = _import(vit)
+    pixels = torch.randn(2, 3, 48, 64)
+    expected = vit(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
+    states = encoder(pixels).states
+    assert states.shape == (2, 1 + 6 * 8, 64)
+    torch.testing.assert_close(states, expected, atol=1e-4, rtol=0)
+
+
+def test_downsampled_positions_are_antialiased() -> None:
+    torch.manual_seed(0)
+    pos = torch.randn(1 + 8 * 8, 16)
+    out = resample_positions(pos, (8, 8), (3, 5), n_prefix=1)
+    grid = pos[1:].reshape(1, 8, 8, 16).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, size=(3, 5), mode="bicubic", antialias=True)
+    assert torch.equal(out[0], pos[0])
+    torch.testing.assert_close(out[1:], expected.permute(0, 2, 3, 1).reshape(15, 16))
+    plain = F.interpolate(grid, size=(3, 5), mode="bicubic").permute(0, 2, 3, 1).reshape(15, 16)
+    assert not torch.allclose(out[1:], plain, atol=1e-3)
+
+
+def test_downsampled_positions_match_timm() -> None:
+    timm_pos = pytest.importorskip("timm.layers.pos_embed")
+    torch.manual_seed(0)
+    pos = torch.randn(1 + 8 * 8, 16)
+    expected = timm_pos.resample_abs_pos_embed(
+        pos[None], new_size=(3, 5), old_size=(8, 8), num_prefix_tokens=1
+    )[0]
+    torch.testing.assert_close(resample_positions(pos, (8, 8), (3, 5), 1), expected)
