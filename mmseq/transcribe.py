@@ -113,8 +113,12 @@ class Transcriber:
         self,
         model: str | os.PathLike | Whisper = DEFAULT_MODEL,
         device: str | torch.device = "cpu",
+        compute_type: str = "float32",
     ) -> None:
-        self.whisper = model if isinstance(model, Whisper) else load_whisper(model, device)
+        if isinstance(model, Whisper):
+            self.whisper = model
+        else:
+            self.whisper = load_whisper(model, device, compute_type)
 
     def transcribe(
         self, inputs: Sequence[AudioInput], options: TranscribeOptions | None = None

@@ -51,10 +51,20 @@ class LogMelSpectrogram(nn.Module):
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.pad_to_frames = pad_to_frames
+        self.n_mels = n_mels
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.register_buffer(
             "filters", torch.from_numpy(mel_filters(n_mels, n_fft)), persistent=False
         )
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 - torch's signature
+        # Follow device moves but not dtype casts: a bf16 model keeps an fp32 front-end, as
+        # rounding the mel filters would change every feature.
+        super()._apply(fn, recurse)
+        device = self.window.device
+        self.window = torch.hann_window(self.n_fft, device=device)
+        self.filters = torch.from_numpy(mel_filters(self.n_mels, self.n_fft)).to(device)
+        return self
 
     def log10_mel(self, audio: Tensor) -> Tensor:
         """[B, S] -> log10 mel power [B, n_mels, S // hop], one frame per hop centred on it

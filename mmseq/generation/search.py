@@ -235,7 +235,7 @@ def _beam_search(
                 kept += 1
                 if kept == k:
                     break
-            finished[b].done = finished[b].is_done(float(top_sums[b].max()), generated)
+            finished[b].done = finished[b].is_done(float(next_sums[b, 0]), generated)
         if all(f.done for f in finished):
             break
         rows = next_rows.view(-1)

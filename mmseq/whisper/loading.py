@@ -11,6 +11,7 @@ import torch
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig
 from mmseq.model import EncoderDecoder
+from mmseq.precision import apply_compute_type
 from mmseq.whisper.checkpoints import WhisperCheckpoint, load_whisper_checkpoint
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
@@ -45,7 +46,7 @@ class Whisper:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.model.decoder.token_embedding.weight.device
 
     def suppress_tokens(self) -> tuple[int, ...]:
         """openai-whisper's default `suppress_tokens="-1"`: non-speech symbols and the control
@@ -89,9 +90,10 @@ def _find_tokenizer(checkpoint: WhisperCheckpoint) -> WhisperTokenizer:
 def load_whisper(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    compute_type: str = "float32",
 ) -> Whisper:
-    """Load `tiny.en` (embedded) or a checkpoint path in any of the three Whisper formats."""
+    """Load `tiny.en` (embedded) or a checkpoint path in any of the three Whisper formats;
+    compute_type: float32, bfloat16, float16 or int8 (see mmseq.precision)."""
     path = Path(name_or_path)
     if not path.exists() and str(name_or_path) == DEFAULT_MODEL:
         path = embedded_model_dir(str(name_or_path))
@@ -102,5 +104,5 @@ def load_whisper(
             f"{path}: tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
             f"{checkpoint.dims.n_vocab}"
         )
-    model = checkpoint.build_model().to(device=device, dtype=dtype)
+    model = apply_compute_type(checkpoint.build_model().to(device), compute_type)
     return Whisper(model, tokenizer, checkpoint.alignment_heads, path)
