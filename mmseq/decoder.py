@@ -126,12 +126,14 @@ class TextDecoder(nn.Module):
         context_mask: Tensor | None = None,
         cache: DecoderCache | None = None,
         last_only: bool = False,
+        cross_scores: list[Tensor] | None = None,
     ) -> Tensor:
         """tokens [B, T] -> logits [B, T, V] in fp32 ([B, 1, V] with last_only).
 
         Without a cache, context [B, S, D] and context_mask [B, S] are attended to and the whole
         sequence is processed causally (teacher forcing; right padding needs no mask). With a
-        cache, tokens continue at cache.position and the cache advances by T.
+        cache, tokens continue at cache.position and the cache advances by T. A list passed as
+        cross_scores receives each layer's cross-attention scores [B, H, T, S].
         """
         if tokens.dim() != 2:
             raise ValueError(f"decoder tokens: expected [B, T], got shape {tuple(tokens.shape)}")
@@ -163,6 +165,7 @@ class TextDecoder(nn.Module):
                 position=position,
                 context_kv=context_kv[i],
                 context_mask=cross_mask,
+                cross_scores=cross_scores,
             )
         if cache is not None:
             cache.position += tokens.shape[1]

@@ -17,10 +17,21 @@ import numpy as np
 import torch
 
 from mmseq.data.audio import load_audio
-from mmseq.encoders.audio_features import N_FRAMES, SAMPLE_RATE, WindowedLogMel
+from mmseq.encoders.audio_features import (
+    FRAMES_PER_SECOND,
+    N_FRAMES,
+    SAMPLE_RATE,
+    WindowedLogMel,
+)
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
-from mmseq.whisper.decoding import DecodingOptions, compression_ratio, decode_windows
-from mmseq.whisper.segments import Segment, split_window
+from mmseq.whisper.decoding import (
+    DecodingOptions,
+    WindowResult,
+    compression_ratio,
+    decode_windows,
+)
+from mmseq.whisper.segments import Segment, Word, split_window
+from mmseq.whisper.timing import align_words, attach_words
 
 AudioInput = str | os.PathLike | np.ndarray
 
@@ -41,6 +52,7 @@ class TranscribeOptions:
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
     max_new_tokens: int | None = None
+    word_timestamps: bool = False
     batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -96,6 +108,7 @@ class _File:
     all_tokens: list[int] = field(default_factory=list)
     prompt_reset_since: int = 0
     seek: int = 0
+    last_speech: float = 0.0  # end of the last word, for word-timestamp heuristics
 
     @property
     def done(self) -> bool:
@@ -199,12 +212,19 @@ class Transcriber:
             results = decode_windows(self.whisper, states[rows], prompt, decoding)
             for i, result in zip(rows, results, strict=True):
                 before = active[i].seek
-                self._advance(active[i], result, sizes[i], options)
+                self._advance(active[i], result, sizes[i], options, states[i : i + 1])
                 if progress:
                     done = min(active[i].seek, active[i].mel.content_frames) - before
                     progress(done / 100)
 
-    def _advance(self, state: _File, result, frames: int, options: TranscribeOptions) -> None:
+    def _advance(
+        self,
+        state: _File,
+        result: WindowResult,
+        frames: int,
+        options: TranscribeOptions,
+        states: torch.Tensor,
+    ) -> None:
         """Apply one decoded window to its file: skip silence, or add segments and seek."""
         no_speech = (
             options.no_speech_threshold is not None
@@ -217,9 +237,13 @@ class Transcriber:
         if no_speech:
             state.seek += frames
             return
-        segments, state.seek = split_window(result, self.whisper.tokenizer, state.seek, frames)
+        tokenizer = self.whisper.tokenizer
+        eot = tokenizer.eot
+        window_start = state.seek
+        segments, state.seek, single_ending = split_window(result, tokenizer, window_start, frames)
+        if options.word_timestamps:
+            self._add_words(state, segments, states, frames, window_start, single_ending)
         transcript = state.transcript
-        eot = self.whisper.tokenizer.eot
         for segment in segments:
             if segment.start == segment.end or not segment.text.strip():
                 continue  # instantaneous or empty: openai-whisper blanks these
@@ -229,6 +253,27 @@ class Transcriber:
             transcript.text_tokens.extend(t for t in segment.tokens if t < eot)
         if not options.condition_on_previous_text or result.temperature > 0.5:
             state.prompt_reset_since = len(state.all_tokens)
+
+    def _add_words(
+        self,
+        state: _File,
+        segments: list[Segment],
+        states: torch.Tensor,
+        frames: int,
+        window_start: int,
+        single_ending: bool,
+    ) -> None:
+        """Word timings for a window's segments; unless the window ended on a single
+        timestamp, the next window starts at the end of the last word."""
+        eot = self.whisper.tokenizer.eot
+        text = [t for s in segments for t in s.tokens if t < eot]
+        timings = align_words(self.whisper, states, text, frames)
+        offset = window_start / FRAMES_PER_SECOND
+        state.last_speech = attach_words(segments, timings, offset, state.last_speech, eot)
+        if not single_ending:
+            ends = [w.end for s in segments for w in s.words] or [segments[-1].end]
+            if ends[-1] > offset:
+                state.seek = round(ends[-1] * FRAMES_PER_SECOND)
 
 
 def _as_audio(item: AudioInput, name: str) -> np.ndarray:
@@ -255,6 +300,7 @@ def transcribe(
 
 __all__ = [
     "Segment",
+    "Word",
     "TranscribeOptions",
     "Transcriber",
     "Transcript",

@@ -51,8 +51,7 @@ def to_vtt(t: Transcript) -> str:
 def to_tsv(t: Transcript) -> str:
     """Milliseconds, as openai-whisper's TSV."""
     rows = (
-        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{_cue_text(s.text)}\n"
-        for s in t.segments
+        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{_cue_text(s.text)}\n" for s in t.segments
     )
     return "start\tend\ttext\n" + "".join(rows)
 

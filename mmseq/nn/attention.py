@@ -128,6 +128,13 @@ class CrossAttention(_Attention):
         k, v = self.kv(context).chunk(2, dim=-1)
         return self.split_heads(k), self.split_heads(v)
 
+    def scores(self, x: Tensor, kv: tuple[Tensor, Tensor]) -> Tensor:
+        """Scaled query-key scores [B, H, T, S] in fp32, before the softmax (SDPA never
+        materialises them; alignment needs them)."""
+        q = self.split_heads(self.q(x)).float()
+        scale = self.scale if self.scale is not None else self.head_dim**-0.5
+        return (q @ kv[0].float().transpose(-1, -2)) * scale
+
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None = None) -> Tensor:
         """x [B, T, D] attends to the projected context kv -> [B, T, D]."""
         return self.attend(self.split_heads(self.q(x)), *kv, mask, causal=False)

@@ -104,11 +104,14 @@ class TransformerBlock(nn.Module):
         position: int = 0,
         context_kv: tuple[Tensor, Tensor] | None = None,
         context_mask: Tensor | None = None,
+        cross_scores: list[Tensor] | None = None,
     ) -> Tensor:
         """x [B, T, D] -> [B, T, D].
 
         mask/causal/cache/position go to self-attention; context_kv (from
-        `cross_attn.project_context`) and context_mask [B, 1, 1, S] to cross-attention.
+        `cross_attn.project_context`) and context_mask [B, 1, 1, S] to cross-attention. A list
+        passed as cross_scores receives this layer's cross-attention scores [B, H, T, S]
+        (before the softmax), e.g. for word-level alignment.
         """
         x = self._residual(
             x,
@@ -118,6 +121,9 @@ class TransformerBlock(nn.Module):
         if self.cross_attn is not None:
             if context_kv is None:
                 raise ValueError("this block has cross-attention: pass context_kv")
+            if cross_scores is not None:
+                h = self.cross_attn_norm(x) if self.pre_norm else x
+                cross_scores.append(self.cross_attn.scores(h, context_kv))
             x = self._residual(
                 x, self.cross_attn_norm, lambda h: self.cross_attn(h, context_kv, context_mask)
             )

@@ -105,4 +105,9 @@ def load_whisper(
             f"{checkpoint.dims.n_vocab}"
         )
     model = apply_compute_type(checkpoint.build_model().to(device), compute_type)
-    return Whisper(model, tokenizer, checkpoint.alignment_heads, path)
+    heads = checkpoint.alignment_heads
+    if not heads:  # as openai-whisper: every head of the upper half of the decoder layers
+        dims = checkpoint.dims
+        layers = range(dims.n_text_layer // 2, dims.n_text_layer)
+        heads = [(layer, head) for layer in layers for head in range(dims.n_text_head)]
+    return Whisper(model, tokenizer, heads, path)

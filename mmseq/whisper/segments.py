@@ -46,9 +46,10 @@ def split_window(
     tokenizer: WhisperTokenizer,
     seek: int,
     segment_frames: int,
-) -> tuple[list[Segment], int]:
+) -> tuple[list[Segment], int, bool]:
     """Segments of a window that starts at mel frame `seek` and holds `segment_frames` frames
-    of audio, and the frame where the next window starts."""
+    of audio, the frame where the next window starts, and whether the window ended on a single
+    timestamp (nothing spoken after it)."""
     tb = tokenizer.timestamp_begin
     tokens = result.tokens
     is_ts = [t >= tb for t in tokens]
@@ -75,7 +76,7 @@ def split_window(
         timestamps = [t for t in tokens if t >= tb]
         if timestamps and timestamps[-1] != tb:
             duration = (timestamps[-1] - tb) * TIME_PRECISION
-        return [segment(0.0, duration, tokens)], seek + segment_frames
+        return [segment(0.0, duration, tokens)], seek + segment_frames, single_timestamp_ending
 
     if single_timestamp_ending:
         cuts.append(len(tokens))
@@ -87,5 +88,5 @@ def split_window(
         )
         last = cut
     if single_timestamp_ending:
-        return segments, seek + segment_frames
-    return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN
+        return segments, seek + segment_frames, True
+    return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN, False
