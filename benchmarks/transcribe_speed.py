@@ -16,8 +16,12 @@ Method
   different feature cost. With identical features, the transcripts should be identical too.
 - Decoding: greedy, prefix `<|startoftranscript|><|notimestamps|>`, the token suppression
   mmseq uses (`Whisper.generation_config()`: `suppress_tokens`, `begin_suppress_tokens`), at
-  most 224 new tokens. mmseq runs `Transcriber.transcribe`; Hugging Face runs `generate()`
-  with the prefix passed as `decoder_input_ids`.
+  most 224 new tokens. mmseq runs `Transcriber.transcribe` with one temperature (0), no
+  timestamps and no conditioning on previous text (openai-whisper's short-form settings);
+  Hugging Face runs `generate()` with the prefix passed as `decoder_input_ids`.
+- Cost: 12 timed passes over the audio plus warm-ups, about 2-3 minutes on an idle 2-core CPU
+  (many times that when other processes compete for the cores: compare figures only from
+  one run).
 - Timing: one process, `torch.set_num_threads(--threads)`; for each batch size, one warm-up
   batch per engine, then `--trials` rounds in which each engine transcribes all clips in turn
   (alternating, so background load hits both alike); each engine's best round is kept.

@@ -45,6 +45,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         condition_on_previous_text=args.condition_on_previous_text,
         without_timestamps=args.without_timestamps,
         initial_prompt=args.initial_prompt,
+        word_timestamps=args.word_timestamps,
     )
     formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
     output_dir = Path(args.output_dir) if args.output_dir else None
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--without-timestamps", action="store_true", help="one segment per 30 s window")
     add("--initial-prompt", default=None, help="text to prompt the first window with")
+    add("--word-timestamps", action="store_true", help="time each word (JSON output has them)")
     add("--batch-size", type=int, default=8, help="files decoded together (default: %(default)s)")
     add("--max-new-tokens", type=int, default=None, help="default: the model's n_ctx // 2")
     add(
