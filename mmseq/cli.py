@@ -46,6 +46,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         without_timestamps=args.without_timestamps,
         initial_prompt=args.initial_prompt,
         word_timestamps=args.word_timestamps,
+        vad=args.vad,
     )
     formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
     output_dir = Path(args.output_dir) if args.output_dir else None
@@ -163,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--without-timestamps", action="store_true", help="one segment per 30 s window")
     add("--initial-prompt", default=None, help="text to prompt the first window with")
     add("--word-timestamps", action="store_true", help="time each word (JSON output has them)")
+    add(
+        "--vad",
+        action="store_true",
+        help="batched path: transcribe only the speech that "
+        "Silero VAD finds, in chunks of up to 30 s decoded together",
+    )
     add("--batch-size", type=int, default=8, help="files decoded together (default: %(default)s)")
     add("--max-new-tokens", type=int, default=None, help="default: the model's n_ctx // 2")
     add(

@@ -10,6 +10,7 @@ computed one window at a time, and windows of different files are encoded and de
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from mmseq.data.audio import load_audio
+from mmseq.data.vad import speech_chunks
 from mmseq.encoders.audio_features import (
     FRAMES_PER_SECOND,
     N_FRAMES,
@@ -53,6 +55,7 @@ class TranscribeOptions:
     max_initial_timestamp: float | None = 1.0
     max_new_tokens: int | None = None
     word_timestamps: bool = False
+    vad: bool = False  # batched path: transcribe only the speech chunks found by Silero VAD
     batch_size: int = 8
 
     def __post_init__(self) -> None:
@@ -147,11 +150,24 @@ class Transcriber:
     ) -> Iterator[Transcript]:
         """Like `transcribe`, yielding results in input order as soon as each is complete.
 
-        Up to batch_size files are in flight; each round encodes one window of each and decodes
-        together the windows that share a prompt. progress(seconds) reports audio done.
+        progress(seconds) is called with the seconds of audio done as they are done.
         """
         options = options or TranscribeOptions()
-        pending = iter(enumerate(inputs))
+        jobs = (_load(item) for item in inputs)
+        if options.vad:
+            yield from self._vad_engine(jobs, options, progress)
+        else:
+            yield from self._engine(jobs, options, progress)
+
+    def _engine(
+        self,
+        jobs: Iterator[_Job],
+        options: TranscribeOptions,
+        progress: Callable[[float], None] | None,
+    ) -> Iterator[Transcript]:
+        """Up to batch_size inputs are in flight; each round encodes one window of each and
+        decodes together the windows that share a prompt. Yields in input order."""
+        pending = enumerate(jobs)
         active: list[_File] = []
         finished: dict[int, Transcript] = {}
         next_out = 0
@@ -175,15 +191,47 @@ class Transcriber:
                 active.remove(state)
                 finished[state.index] = state.transcript
 
-    def _start(
-        self, index: int, item: AudioInput, options: TranscribeOptions
-    ) -> _File | Transcript:
-        name = "<array>" if isinstance(item, np.ndarray) else str(item)
-        try:
-            audio = _as_audio(item, name)
-        except (ValueError, OSError) as err:
-            return Transcript(name, error=str(err))
-        transcript = Transcript(name, duration=len(audio) / SAMPLE_RATE)
+    def _vad_engine(
+        self,
+        jobs: Iterator[_Job],
+        options: TranscribeOptions,
+        progress: Callable[[float], None] | None,
+    ) -> Iterator[Transcript]:
+        """The batched path: only the speech chunks found by VAD are transcribed, as
+        independent inputs (no conditioning across chunks), then put back on the file's
+        timeline. A file without speech still passes one empty chunk, to keep the order."""
+        files: deque[tuple[_Job, list[tuple[int, int]]]] = deque()
+
+        def chunk_jobs() -> Iterator[_Job]:
+            for job in jobs:
+                if job.audio is None:
+                    files.append((job, []))
+                    yield job
+                    continue
+                chunks = speech_chunks(job.audio) or [(0, 0)]
+                files.append((job, chunks))
+                for start, end in chunks:
+                    yield _Job(job.name, job.audio[start:end])
+
+        results = self._engine(chunk_jobs(), options, progress)
+        for first in results:
+            job, chunks = files.popleft()
+            if job.audio is None:
+                yield first
+                continue
+            transcript = Transcript(job.name, duration=len(job.audio) / SAMPLE_RATE)
+            parts = [first, *(next(results) for _ in chunks[1:])]
+            for (start, _), part in zip(chunks, parts, strict=True):
+                _append_shifted(transcript, part, start / SAMPLE_RATE)
+            if progress:
+                progress(transcript.duration - sum(e - s for s, e in chunks) / SAMPLE_RATE)
+            yield transcript
+
+    def _start(self, index: int, job: _Job, options: TranscribeOptions) -> _File | Transcript:
+        if job.audio is None:
+            return Transcript(job.name, error=job.error)
+        audio = job.audio
+        transcript = Transcript(job.name, duration=len(audio) / SAMPLE_RATE)
         features = self.whisper.model.encoders["audio"].features
         mel = WindowedLogMel(features, torch.from_numpy(audio).to(self.whisper.device))
         prompt = []
@@ -276,14 +324,41 @@ class Transcriber:
                 state.seek = round(ends[-1] * FRAMES_PER_SECOND)
 
 
-def _as_audio(item: AudioInput, name: str) -> np.ndarray:
-    """16 kHz mono float32 samples of a path or array, or a ValueError naming the input."""
-    audio = item.astype(np.float32) if isinstance(item, np.ndarray) else load_audio(item)
+@dataclass
+class _Job:
+    """One input to decode: its samples, or why it has none."""
+
+    name: str
+    audio: np.ndarray | None
+    error: str | None = None
+
+
+def _load(item: AudioInput) -> _Job:
+    """Read a path or take an array; 16 kHz mono float32, or an error naming the input."""
+    name = "<array>" if isinstance(item, np.ndarray) else str(item)
+    try:
+        audio = item.astype(np.float32) if isinstance(item, np.ndarray) else load_audio(item)
+    except (ValueError, OSError) as err:
+        return _Job(name, None, str(err))
     if audio.ndim != 1:
-        raise ValueError(f"{name}: expected mono 16 kHz samples [S], got shape {audio.shape}")
+        return _Job(name, None, f"{name}: expected mono 16 kHz samples [S], got {audio.shape}")
     if not np.isfinite(audio).all():
-        raise ValueError(f"{name}: audio contains NaN or infinite samples")
-    return audio
+        return _Job(name, None, f"{name}: audio contains NaN or infinite samples")
+    return _Job(name, audio)
+
+
+def _append_shifted(transcript: Transcript, part: Transcript, offset: float) -> None:
+    """Add part's segments to transcript, moved `offset` seconds later on the timeline."""
+    for segment in part.segments:
+        segment.start += offset
+        segment.end += offset
+        segment.seek += round(offset * FRAMES_PER_SECOND)
+        for word in segment.words:
+            word.start = round(word.start + offset, 2)
+            word.end = round(word.end + offset, 2)
+        segment.id = len(transcript.segments)
+        transcript.segments.append(segment)
+    transcript.text_tokens.extend(part.text_tokens)
 
 
 def transcribe(
