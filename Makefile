@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PIP := $(VENV)/bin/pip install -c .ci/constraints.txt
-SYSTOOLS := espeak-ng sox
-SYSPACKAGES := espeak-ng sox libsndfile1
+SYSTOOLS := espeak-ng sox ffmpeg
+SYSPACKAGES := espeak-ng sox libsndfile1 ffmpeg
 
 .PHONY: venv .venv sysdeps demo test lint bench clean distclean
 

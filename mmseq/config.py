@@ -40,7 +40,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], path: str = "config") -> T:
     kwargs = {name: _convert(hints[name], value, f"{path}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as err:  # a required field is missing
+    except (TypeError, ValueError) as err:  # a missing field, or the config's own validation
         raise ValueError(f"{path}: {err}") from None
 
 

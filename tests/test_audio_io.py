@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -80,7 +79,6 @@ def test_demo_clips_load() -> None:
         assert np.abs(y).max() > 0.05, clip
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_fallback_decoder_for_aac(tmp_path: Path) -> None:
     # libsndfile cannot read AAC in MP4, so this exercises the librosa/audioread fallback.
     path = tmp_path / "tone.m4a"

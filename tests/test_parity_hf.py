@@ -4,6 +4,8 @@ openai-whisper, and Hugging Face ViT through mmseq.vision's importer."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from transformers.generation.utils import GenerationMixin
 from mmseq.data.audio import load_audio
 from mmseq.encoders import ImageEncoder, resample_positions
 from mmseq.encoders.audio_features import N_SAMPLES, LogMelSpectrogram
+from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, generate
 from mmseq.vision import hf_vit_to_mmseq, image_encoder_config_from_hf, load_hf_vit_dir
 
@@ -54,6 +57,7 @@ SEARCHES = [
     {"num_beams": 4, "length_penalty": 0.0, "early_stopping": "never", "num_return_sequences": 2},
     {"num_beams": 4, "length_penalty": 1.0, "early_stopping": True},
     {"num_beams": 4, "length_penalty": 2.0, "early_stopping": False, "num_return_sequences": 2},
+    {"num_beams": 4, "length_penalty": -1.0, "early_stopping": "never", "num_return_sequences": 2},
     {
         "num_beams": 4,
         "length_penalty": 1.0,
@@ -148,7 +152,8 @@ def test_log_mel_matches_hf_feature_extractor(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(AUDIO))
 def test_log_mel_matches_openai_whisper(name: str) -> None:
-    whisper_audio = pytest.importorskip("whisper.audio")
+    import whisper.audio as whisper_audio
+
     audio = torch.from_numpy(AUDIO[name]())
     expected = whisper_audio.log_mel_spectrogram(audio, padding=N_SAMPLES)[:, :3000]
     mel, frames = LogMelSpectrogram()(audio[None])
@@ -212,34 +217,99 @@ def test_vit_saved_directory_loads(tmp_path) -> None:
 
 
 @torch.no_grad()
-def test_vit_upsampled_positions_match_hf_interpolation() -> None:
-    """48x64 from a 32x32 model: bicubic upsampling (antialiasing only acts when shrinking)."""
+def test_vit_at_another_size_matches_hf_with_resampled_positions() -> None:
+    """48x64 input to a 32x32 model. Hugging Face's `interpolate_pos_encoding` resizes with
+    plain bicubic (kernel a=-0.75); mmseq follows timm (antialiased bicubic, a=-0.5, which
+    differs even when upsampling). So the reference is a Hugging Face ViT built at 48x64 whose
+    positions are mmseq's resampled table: everything but the resampling is compared here, the
+    resampling itself below."""
+    from transformers import ViTModel
+
     vit = _tiny_vit()
     encoder = _import(vit)
+    resized = ViTModel(vit.config.__class__(**(vit.config.to_dict() | {"image_size": (48, 64)})))
+    sd = vit.state_dict()
+    table = resample_positions(sd["embeddings.position_embeddings"][0], (4, 4), (6, 8), 1)
+    resized.load_state_dict(sd | {"embeddings.position_embeddings": table[None]})
     pixels = torch.randn(2, 3, 48, 64)
-    expected = vit(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
     states = encoder(pixels).states
     assert states.shape == (2, 1 + 6 * 8, 64)
+    expected = resized.eval()(pixel_values=pixels).last_hidden_state
     torch.testing.assert_close(states, expected, atol=1e-4, rtol=0)
 
 
-def test_downsampled_positions_are_antialiased() -> None:
+@pytest.mark.parametrize("new_grid", [(3, 5), (6, 8)], ids=["down", "up"])
+def test_resampled_positions_are_antialiased_bicubic(new_grid: tuple[int, int]) -> None:
     torch.manual_seed(0)
-    pos = torch.randn(1 + 8 * 8, 16)
-    out = resample_positions(pos, (8, 8), (3, 5), n_prefix=1)
-    grid = pos[1:].reshape(1, 8, 8, 16).permute(0, 3, 1, 2)
-    expected = F.interpolate(grid, size=(3, 5), mode="bicubic", antialias=True)
-    assert torch.equal(out[0], pos[0])
-    torch.testing.assert_close(out[1:], expected.permute(0, 2, 3, 1).reshape(15, 16))
-    plain = F.interpolate(grid, size=(3, 5), mode="bicubic").permute(0, 2, 3, 1).reshape(15, 16)
-    assert not torch.allclose(out[1:], plain, atol=1e-3)
+    pos = torch.randn(1 + 4 * 4, 16)
+    out = resample_positions(pos, (4, 4), new_grid, n_prefix=1)
+    n = new_grid[0] * new_grid[1]
+    grid = pos[1:].reshape(1, 4, 4, 16).permute(0, 3, 1, 2)
+
+    def resize(antialias: bool) -> torch.Tensor:
+        y = F.interpolate(grid, size=new_grid, mode="bicubic", antialias=antialias)
+        return y.permute(0, 2, 3, 1).reshape(n, 16)
+
+    assert torch.equal(out[0], pos[0])  # the class token's position is kept
+    torch.testing.assert_close(out[1:], resize(antialias=True))
+    assert not torch.allclose(out[1:], resize(antialias=False), atol=1e-3)
+    assert resample_positions(pos, (4, 4), (4, 4), 1) is pos
 
 
-def test_downsampled_positions_match_timm() -> None:
-    timm_pos = pytest.importorskip("timm.layers.pos_embed")
+@pytest.mark.parametrize("new_grid", [(3, 5), (6, 8)], ids=["down", "up"])
+def test_resampled_positions_match_timm(new_grid: tuple[int, int]) -> None:
+    import timm.layers.pos_embed as timm_pos
+
     torch.manual_seed(0)
-    pos = torch.randn(1 + 8 * 8, 16)
+    pos = torch.randn(1 + 4 * 4, 16)
     expected = timm_pos.resample_abs_pos_embed(
-        pos[None], new_size=(3, 5), old_size=(8, 8), num_prefix_tokens=1
+        pos[None], new_size=new_grid, old_size=(4, 4), num_prefix_tokens=1
     )[0]
-    torch.testing.assert_close(resample_positions(pos, (8, 8), (3, 5), 1), expected)
+    torch.testing.assert_close(resample_positions(pos, (4, 4), new_grid, 1), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# ViT importer: prefixes and errors
+
+
+def test_vit_prefix_reads_the_encoder_of_a_vision_encoder_decoder() -> None:
+    sd = _tiny_vit().state_dict()
+    wrapped = {f"encoder.{k}": v for k, v in sd.items()} | {"decoder.lm_head.weight": torch.ones(1)}
+    plain, prefixed = hf_vit_to_mmseq(sd), hf_vit_to_mmseq(wrapped, prefix="encoder.")
+    assert plain.keys() == prefixed.keys()
+    assert all(torch.equal(plain[k], prefixed[k]) for k in plain)
+    assert plain["positions"].shape == (17, 64) and plain["class_token"].shape == (1, 1, 64)
+    assert plain["stack.blocks.1.attn.qkv.weight"].shape == (192, 64)
+
+
+def test_vit_unexpected_tensor_is_named() -> None:
+    sd = _tiny_vit().state_dict() | {"layers.0.attention.rotary.weight": torch.ones(1)}
+    with pytest.raises(CheckpointError, match=r"unexpected Hugging Face ViT tensor 'layers\.0"):
+        hf_vit_to_mmseq(sd)
+
+
+def test_vit_config_rejects_unknown_activation() -> None:
+    config = _tiny_vit().config.to_dict() | {"hidden_act": "quick_gelu"}
+    with pytest.raises(ValueError, match=r"hidden_act: expected one of .*got 'quick_gelu'"):
+        image_encoder_config_from_hf(config)
+
+
+def test_vit_dir_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match=r"config\.json: file not found"):
+        load_hf_vit_dir(tmp_path)
+    (tmp_path / "config.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+        load_hf_vit_dir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "whisper"}))
+    with pytest.raises(CheckpointError, match=r"config\.json: expected a ViT model.*'whisper'"):
+        load_hf_vit_dir(tmp_path)
+    _tiny_vit().config.to_json_file(tmp_path / "config.json")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: file not found"):
+        load_hf_vit_dir(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors"):
+        load_hf_vit_dir(tmp_path)
+    _tiny_vit(num_hidden_layers=1).save_pretrained(tmp_path)  # weights of one layer
+    _tiny_vit().config.to_json_file(tmp_path / "config.json")  # a config of two
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: does not match .*config"):
+        load_hf_vit_dir(tmp_path)

