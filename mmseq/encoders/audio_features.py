@@ -132,16 +132,20 @@ class WindowedLogMel:
 
     def _log10_frames(self, start: int, end: int) -> Tensor:
         """Raw log10 mel of frames start..end-1 -> [n_mels, end - start]."""
-        half = self.spec.n_fft // 2
+        half, n_fft = self.spec.n_fft // 2, self.spec.n_fft
         # sample i of the centred signal is audio[i - half], mirrored at the start, 0 past the end
-        index = torch.arange(start * self.hop, (end - 1) * self.hop + self.spec.n_fft) - half
-        index = index.abs()
-        inside = index < len(self.audio)
-        samples = torch.zeros(len(index), device=self.audio.device)
-        samples[inside] = self.audio[index[inside].to(self.audio.device)]
-        frames = samples.unfold(0, self.spec.n_fft, self.hop) * self.spec.window  # [T, n_fft]
-        power = torch.fft.rfft(frames).abs().T ** 2  # [n_fft // 2 + 1, T]
-        return torch.clamp(self.spec.filters @ power, min=1e-10).log10()
+        lo = start * self.hop - half
+        hi = (end - 1) * self.hop + n_fft - half
+        samples = self.audio[max(lo, 0) : max(min(hi, len(self.audio)), 0)]
+        if lo < 0:
+            mirror = self.audio[1 : 1 - lo]  # audio[1..-lo], zeros past its end, reversed
+            samples = torch.cat([F.pad(mirror, (0, -lo - len(mirror))).flip(0), samples])
+        samples = F.pad(samples, (0, hi - lo - len(samples)))
+        # the same STFT call as the whole-file path, so the numbers match bit for bit
+        stft = torch.stft(
+            samples, n_fft, self.hop, window=self.spec.window, center=False, return_complex=True
+        )
+        return torch.clamp(self.spec.filters @ stft.abs() ** 2, min=1e-10).log10()
 
     def window(self, seek: int, n_frames: int = N_FRAMES) -> Tensor:
         """Frames seek..seek+n_frames-1 of the content, zero-padded to N_FRAMES ->
