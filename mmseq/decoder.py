@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseq.nn import (
@@ -173,5 +174,6 @@ class TextDecoder(nn.Module):
             x = x[:, -1:]
         if self.norm is not None:
             x = self.norm(x)
-        weight = self.token_embedding.weight if self.lm_head is None else self.lm_head.weight
-        return (x @ weight.to(x.dtype).T).float()
+        if self.lm_head is not None:
+            return self.lm_head(x).float()
+        return F.linear(x, self.token_embedding.weight.to(x.dtype)).float()
