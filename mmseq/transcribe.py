@@ -263,7 +263,7 @@ class Transcriber:
                 self._advance(active[i], result, sizes[i], options, states[i : i + 1])
                 if progress:
                     done = min(active[i].seek, active[i].mel.content_frames) - before
-                    progress(done / 100)
+                    progress(done / FRAMES_PER_SECOND)
 
     def _advance(
         self,

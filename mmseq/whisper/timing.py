@@ -34,7 +34,8 @@ class WordTiming:
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cheapest monotonic path through cost [N, M] from (0, 0) to (N-1, M-1), moving diagonally,
-    down (next token, same frame) or right (same token, next frame); diagonal wins ties.
+    down (next token, same frame) or right (same token, next frame). Ties go as in
+    openai-whisper's dtw_cpu: a strict minimum wins, otherwise the step is right.
     Returns the (token, frame) indices along the path. Anti-diagonals are filled at once."""
     n, m = cost.shape
     acc = np.full((n + 1, m + 1), np.inf)
@@ -43,9 +44,13 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for d in range(2, n + m + 1):  # cells with i + j == d (1-based)
         i = np.arange(max(1, d - m), min(n, d - 1) + 1)
         j = d - i
-        candidates = np.stack([acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]])
-        choice = np.argmin(candidates, axis=0)  # first minimum: diagonal, then down
-        acc[i, j] = cost[i - 1, j - 1] + candidates[choice, np.arange(len(i))]
+        diagonal, down, right = acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1]
+        choice = np.where(
+            (diagonal < down) & (diagonal < right),
+            0,
+            np.where((down < diagonal) & (down < right), 1, 2),
+        )
+        acc[i, j] = cost[i - 1, j - 1] + np.choose(choice, [diagonal, down, right])
         step[i, j] = choice
     i, j, path = n, m, []
     while i > 0 or j > 0:
