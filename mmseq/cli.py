@@ -22,7 +22,8 @@ def expand_inputs(paths: Sequence[str]) -> list[str]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
             if not found:
-                log.warning("%s: no audio files (%s) found", name, ", ".join(AUDIO_SUFFIXES))
+                suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
+                print(f"mmseq: warning: {name}: no audio files ({suffixes})", file=sys.stderr)
             files.extend(str(p) for p in found)
         else:
             files.append(name)
@@ -129,10 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmseq",
         description="Multimodal sequence-to-sequence models: speech and images to text.",
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="only results and errors on the terminal",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    t = commands.add_parser("transcribe", help="speech to text with a Whisper model")
+    t = commands.add_parser(
+        "transcribe", help="speech to text with a Whisper model", parents=[common]
+    )
     add = t.add_argument
     add("files", nargs="+", help="audio files (wav, flac, ogg, mp3, ...) or directories")
     add(

@@ -31,6 +31,11 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
         raise ValueError(f"compute_type: expected one of {COMPUTE_TYPES}, got {compute_type!r}")
     if compute_type == "int8":
         return _quantize_int8(model)
+    if compute_type == "float16" and next(model.parameters()).device.type == "cpu":
+        warnings.warn(
+            "float16 on the CPU is emulated and slow; bfloat16 is fast on CPUs with AVX-512 BF16",
+            stacklevel=2,
+        )
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     return model.to(dtype[compute_type])
 
@@ -52,4 +57,3 @@ def _quantize_int8(model: nn.Module) -> nn.Module:
                     )[0]
                     setattr(module, name, quantized)
     return model
-

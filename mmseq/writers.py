@@ -60,6 +60,7 @@ def to_json(t: Transcript) -> str:
     segments = []
     for s in t.segments:
         segment = asdict(s)
+        segment["start"], segment["end"] = round(s.start, 3), round(s.end, 3)
         if not s.words:
             del segment["words"]
         segments.append(segment)

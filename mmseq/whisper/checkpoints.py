@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,9 +162,15 @@ def load_openai_pt(path: Path) -> WhisperCheckpoint:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not this format"
+        if not zipfile.is_zipfile(path):
+            reason = "this file is not a torch archive"
+        elif "weights_only" in str(err):
+            reason = "it holds Python objects other than tensors, which are never unpickled"
+        else:
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         raise CheckpointError(
-            f"{path}: cannot read as an openai-whisper .pt checkpoint (torch.load with "
-            f"weights_only=True failed: {err})"
+            f"{path}: not an openai-whisper .pt checkpoint (a torch archive of plain tensors "
+            f"with 'dims' and 'model_state_dict' was expected; {reason})"
         ) from None
     if not isinstance(ckpt, dict) or not {"dims", "model_state_dict"} <= set(ckpt):
         raise CheckpointError(
@@ -371,18 +378,20 @@ def load_whisper_checkpoint(path: str | os.PathLike) -> WhisperCheckpoint:
     """Detect the format of `path` and import it (see the module docstring for the formats)."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such file or directory")
+        raise CheckpointError(f"{path}: no such file or directory; {_LAYOUTS}")
     if path.is_file():
         return load_openai_pt(path)
     if (path / "model.bin").is_file():
         return load_ct2_dir(path)
     if (path / "model.safetensors").is_file() or (path / "config.json").is_file():
         return load_hf_dir(path)
-    raise CheckpointError(
-        f"{path}: unknown checkpoint layout; expected an openai-whisper .pt file, a CTranslate2 "
-        "directory (model.bin + config.json) or a Hugging Face directory "
-        "(config.json + model.safetensors)"
-    )
+    raise CheckpointError(f"{path}: unknown checkpoint layout; {_LAYOUTS}")
+
+
+_LAYOUTS = (
+    "expected an openai-whisper .pt file, a CTranslate2 directory (model.bin + config.json) "
+    "or a Hugging Face directory (config.json + model.safetensors)"
+)
 
 
 def save_openai_pt(checkpoint: WhisperCheckpoint, path: str | os.PathLike) -> None:
