@@ -106,7 +106,9 @@ def test_pt_without_dims(tmp_path: Path) -> None:
 def test_pt_that_is_not_a_pickle(tmp_path: Path) -> None:
     path = tmp_path / "text.pt"
     path.write_text("hello")
-    with pytest.raises(CheckpointError, match=r"text\.pt: cannot read as an openai-whisper"):
+    with pytest.raises(
+        CheckpointError, match=r"text\.pt: not an openai-whisper .* not a torch archive"
+    ):
         load_whisper_checkpoint(path)
 
 
@@ -125,7 +127,7 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"dims": _Payload(marker), "model_state_dict": {}}, path)
     assert not marker.exists()
-    with pytest.raises(CheckpointError, match=r"evil\.pt: .*weights_only=True failed"):
+    with pytest.raises(CheckpointError, match=r"evil\.pt: .*never unpickled"):
         load_whisper_checkpoint(path)
     assert not marker.exists()
     # the payload is live: an unsafe load would have run it
