@@ -65,6 +65,17 @@ def make_whisper_pair(seed: int, vocab_size: int = 64, eos_bias: float = 2.0) ->
     return WhisperPair(hf, model, vocab_size)
 
 
+@pytest.fixture(scope="module")
+def one_thread():  # noqa: ANN201 - a generator fixture
+    """Run a module with one intra-op thread (`pytestmark = pytest.mark.usefixtures(...)`).
+    tiny.en's decoding steps are too small to gain from threads: on 2 busy cores, 2 threads
+    made a 54 s recording take 11.8 s instead of 4.8 s (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module", params=[0, 1, 5], ids=lambda s: f"seed{s}")
 def tiny_whisper_pair(request: pytest.FixtureRequest) -> WhisperPair:
     return make_whisper_pair(request.param)
