@@ -119,9 +119,9 @@ class TimestampRules:
         has_ts = is_ts.any(-1)
         last_ts = torch.where(is_ts, sampled, -1).max(-1).values
         bound = last_ts + (~(last & ~penultimate)).long()  # first allowed timestamp id
-        columns = torch.arange(logits.shape[-1], device=logits.device)
-        forbidden = (columns >= tb) & (columns < bound[:, None]) & has_ts[:, None]
-        logits.masked_fill_(forbidden, NEG_INF)
+        timestamps = torch.arange(tb, logits.shape[-1], device=logits.device)
+        forbidden = (timestamps < bound[:, None]) & has_ts[:, None]  # [B, n_timestamps]
+        logits[:, tb:].masked_fill_(forbidden, NEG_INF)
 
 
 def initial_tokens(
