@@ -5,9 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import mmseq
-
-PACKAGE = Path(mmseq.__file__).parent
+PACKAGE = Path(__file__).resolve().parents[1] / "mmseq"
 
 # Each module (or package) with the rank of its layer; a module may import equal or lower ranks.
 RANKS = {
