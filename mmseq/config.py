@@ -7,10 +7,14 @@ typo in a YAML file never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
+
+import yaml
 
 T = TypeVar("T")
 
@@ -58,3 +62,18 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     return value
+
+
+def load_yaml(cls: type[T], path: str | os.PathLike) -> T:
+    """Build dataclass `cls` from a YAML file; errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    try:
+        return from_dict(cls, data or {}, path.stem)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None

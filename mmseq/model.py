@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmseq.config import from_dict, to_dict
+from mmseq.config import from_dict, load_yaml, to_dict
 from mmseq.decoder import DecoderConfig, TextDecoder
 from mmseq.encoders import (
     AudioEncoder,
@@ -44,6 +45,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         return from_dict(cls, data, "model")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> ModelConfig:
+        return load_yaml(cls, path)
 
 
 @dataclass
