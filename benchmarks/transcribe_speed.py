@@ -97,20 +97,7 @@ def mmseq_engine(transcriber: Transcriber) -> Engine:
 
 def hf_model(checkpoint: WhisperCheckpoint) -> WhisperForConditionalGeneration:
     """Hugging Face's Whisper holding the checkpoint's weights."""
-    d = checkpoint.dims
-    config = WhisperConfig(
-        vocab_size=d.n_vocab,
-        num_mel_bins=d.n_mels,
-        d_model=d.n_audio_state,
-        encoder_layers=d.n_audio_layer,
-        encoder_attention_heads=d.n_audio_head,
-        encoder_ffn_dim=4 * d.n_audio_state,
-        decoder_layers=d.n_text_layer,
-        decoder_attention_heads=d.n_text_head,
-        decoder_ffn_dim=4 * d.n_text_state,
-        max_source_positions=d.n_audio_ctx,
-        max_target_positions=d.n_text_ctx,
-    )
+    config = WhisperConfig(**checkpoint.hf_config())
     model = WhisperForConditionalGeneration(config)
     model.load_state_dict(openai_to_hf(checkpoint.state_dict))
     return model.eval()

@@ -40,20 +40,7 @@ def saved(ct2: WhisperCheckpoint, tmp_path_factory: pytest.TempPathFactory) -> d
 
     hf = folder / "hf"
     hf.mkdir()
-    d = ct2.dims
-    WhisperConfig(
-        vocab_size=d.n_vocab,
-        num_mel_bins=d.n_mels,
-        d_model=d.n_audio_state,
-        encoder_layers=d.n_audio_layer,
-        decoder_layers=d.n_text_layer,
-        encoder_attention_heads=d.n_audio_head,
-        decoder_attention_heads=d.n_text_head,
-        encoder_ffn_dim=4 * d.n_audio_state,
-        decoder_ffn_dim=4 * d.n_text_state,
-        max_source_positions=d.n_audio_ctx,
-        max_target_positions=d.n_text_ctx,
-    ).to_json_file(hf / "config.json")
+    WhisperConfig(**ct2.hf_config()).to_json_file(hf / "config.json")
     tensors = openai_to_hf(ct2.state_dict)
     del tensors["proj_out.weight"]  # tied to the token embedding: safetensors refuses aliases
     save_file({k: t.contiguous() for k, t in tensors.items()}, hf / "model.safetensors")

@@ -79,6 +79,23 @@ class WhisperCheckpoint:
         )
         return ModelConfig(decoder=decoder, audio=audio)
 
+    def hf_config(self) -> dict[str, int]:
+        """The fields of a Hugging Face `WhisperConfig` for these weights (see openai_to_hf)."""
+        d = self.dims
+        return {
+            "vocab_size": d.n_vocab,
+            "num_mel_bins": d.n_mels,
+            "d_model": d.n_audio_state,
+            "encoder_layers": d.n_audio_layer,
+            "encoder_attention_heads": d.n_audio_head,
+            "encoder_ffn_dim": self.state_dict["encoder.blocks.0.mlp.0.weight"].shape[0],
+            "decoder_layers": d.n_text_layer,
+            "decoder_attention_heads": d.n_text_head,
+            "decoder_ffn_dim": self.state_dict["decoder.blocks.0.mlp.0.weight"].shape[0],
+            "max_source_positions": d.n_audio_ctx,
+            "max_target_positions": d.n_text_ctx,
+        }
+
     def build_model(self) -> EncoderDecoder:
         try:
             model = EncoderDecoder(self.model_config())
