@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -73,6 +74,8 @@ class TextDecoder(nn.Module):
         pre_norm = cfg.block.pre_norm
         self.norm = make_norm(cfg.block.norm, d, cfg.block.norm_eps) if pre_norm else None
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
+        self._output_t: Tensor | None = None  # see _output_matrix
+        self._output_key: tuple | None = None
 
     @property
     def d_model(self) -> int:
@@ -176,4 +179,20 @@ class TextDecoder(nn.Module):
             x = self.norm(x)
         if self.lm_head is not None:
             return self.lm_head(x).float()
-        return F.linear(x, self.token_embedding.weight.to(x.dtype)).float()
+        if torch.is_grad_enabled():
+            return F.linear(x, self.token_embedding.weight.to(x.dtype)).float()
+        return (x @ self._output_matrix(x.dtype)).float()
+
+    def _output_matrix(self, dtype: torch.dtype) -> Tensor:
+        """The tied output projection as a contiguous [D, V] copy, for inference only.
+
+        x @ E.T reads the [V, D] embedding column-wise; with E.T stored contiguously the same
+        product runs about 3x faster on the CPU for a few rows, and at one row per decoding
+        step it is the largest cost of each step. Rebuilt whenever the embedding changes.
+        """
+        weight = self.token_embedding.weight
+        key = (weight.data_ptr(), weight._version, dtype)
+        if self._output_key != key:
+            self._output_t = weight.detach().to(dtype).t().contiguous()
+            self._output_key = key
+        return self._output_t

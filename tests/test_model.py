@@ -186,3 +186,24 @@ def test_overfits_ten_copies() -> None:
     for i, n in enumerate(lengths.tolist()):
         assert out.sequences[i, 0, 1 : n + 2].tolist() == labels[i, : n + 1].tolist()
         assert out.lengths[i, 0] == n + 1
+
+
+def test_inference_output_projection_follows_the_embedding() -> None:
+    """Without grad the decoder multiplies by a cached contiguous E.T; it must equal the tied
+    projection and be rebuilt when the embedding changes (e.g. after an optimiser step)."""
+    from mmseq.decoder import DecoderConfig, TextDecoder
+    from mmseq.nn import BlockConfig
+
+    torch.manual_seed(0)
+    decoder = TextDecoder(
+        DecoderConfig(vocab_size=50, n_ctx=8, n_layers=1, block=BlockConfig(32, 4, 64))
+    ).eval()
+    tokens, context = torch.tensor([[1, 2, 3]]), torch.randn(1, 5, 32)
+    with torch.no_grad():
+        cached = decoder(tokens, context)
+    torch.testing.assert_close(cached, decoder(tokens, context), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        decoder.token_embedding.weight[7] += 1.0  # in place, as an optimiser step is
+        after = decoder(tokens, context)
+    torch.testing.assert_close(after, decoder(tokens, context), atol=1e-5, rtol=0)
+    assert not torch.allclose(after, cached)
