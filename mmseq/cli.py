@@ -49,10 +49,10 @@ def _transcribe(args: argparse.Namespace) -> int:
         word_timestamps=args.word_timestamps,
         vad=args.vad,
     )
-    formats = list(FORMATS) if args.output_format == "all" else [args.output_format]
-    output_dir = Path(args.output_dir) if args.output_dir else None
-    if args.output_format and output_dir is None:
-        output_dir = Path(".")
+    # an output folder without a format means every format, as in openai-whisper
+    output_format = args.output_format or ("all" if args.output_dir else None)
+    formats = list(FORMATS) if output_format == "all" else [output_format]
+    output_dir = Path(args.output_dir or ".") if output_format else None
 
     started = time.perf_counter()
     transcriber = Transcriber(args.model, device=args.device, compute_type=args.compute_type)
@@ -68,7 +68,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             audio_seconds += result.duration
             line = result.text if len(files) == 1 else f"{result.source}\t{result.text}"
             print(line, flush=True)
-            if output_dir is not None and args.output_format:
+            if output_dir is not None:
                 write_transcript(result, output_dir, formats)
     wall = time.perf_counter() - started
     log.info(
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write <output-dir>/<input stem>.<format> files",
     )
-    add("--output-dir", default=None, help="where to write files (default: .)")
+    add("--output-dir", default=None, help="where to write files (default: .; alone: all formats)")
     add("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
     add(
         "--compute-type",

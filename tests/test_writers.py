@@ -215,3 +215,11 @@ def test_cli_writes_every_format(tmp_path: Path) -> None:
     tsv = (tmp_path / "clip4_en-m3.tsv").read_text(encoding="utf-8").splitlines()
     assert tsv[0] == "start\tend\ttext" and len(tsv) == len(cues) + 1
     assert (tmp_path / "clip4_en-m3.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n\n")
+
+
+def test_output_dir_alone_writes_every_format(tmp_path: Path) -> None:
+    from mmseq.cli import main
+
+    clip = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips" / "clip4_en-m3.flac"
+    assert main(["-q", "transcribe", str(clip), "--output-dir", str(tmp_path)]) == 0
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".srt", ".tsv", ".txt", ".vtt"]
