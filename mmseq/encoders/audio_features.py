@@ -66,14 +66,24 @@ class LogMelSpectrogram(nn.Module):
         self.filters = torch.from_numpy(mel_filters(self.n_mels, self.n_fft)).to(device)
         return self
 
-    def log10_mel(self, audio: Tensor) -> Tensor:
-        """[B, S] -> log10 mel power [B, n_mels, S // hop], one frame per hop centred on it
-        (reflect padding at the edges), the STFT's last frame dropped as Whisper does."""
+    def log10_mel(self, audio: Tensor, center: bool = True) -> Tensor:
+        """[B, S] -> log10 mel power [B, n_mels, T].
+
+        center=True: one frame per hop centred on it (reflect padding at the edges), the STFT's
+        last frame dropped as Whisper does, T = S // hop. center=False: frames start at sample 0
+        and are all kept, for audio the caller has already padded (see WindowedLogMel).
+        """
         stft = torch.stft(
-            audio, self.n_fft, self.hop_length, window=self.window, return_complex=True
+            audio,
+            self.n_fft,
+            self.hop_length,
+            window=self.window,
+            center=center,
+            return_complex=True,
         )
-        power = stft[..., :-1].abs() ** 2
-        return torch.clamp(self.filters @ power, min=1e-10).log10()
+        if center:
+            stft = stft[..., :-1]
+        return torch.clamp(self.filters @ stft.abs() ** 2, min=1e-10).log10()
 
     @staticmethod
     def normalize(log_spec: Tensor, peak: Tensor | float) -> Tensor:
@@ -141,11 +151,8 @@ class WindowedLogMel:
             mirror = self.audio[1 : 1 - lo]  # audio[1..-lo], zeros past its end, reversed
             samples = torch.cat([F.pad(mirror, (0, -lo - len(mirror))).flip(0), samples])
         samples = F.pad(samples, (0, hi - lo - len(samples)))
-        # the same STFT call as the whole-file path, so the numbers match bit for bit
-        stft = torch.stft(
-            samples, n_fft, self.hop, window=self.spec.window, center=False, return_complex=True
-        )
-        return torch.clamp(self.spec.filters @ stft.abs() ** 2, min=1e-10).log10()
+        # the same computation as the whole-file path, so the numbers match bit for bit
+        return self.spec.log10_mel(samples, center=False)
 
     def window(self, seek: int, n_frames: int = N_FRAMES) -> Tensor:
         """Frames seek..seek+n_frames-1 of the content, zero-padded to N_FRAMES ->
