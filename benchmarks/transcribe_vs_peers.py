@@ -32,14 +32,23 @@ Method
   time over mmseq's on the same set, path, precision and batch (above 1: mmseq is faster).
 - Other processes competing for the cores slow every figure: read the load averages printed
   before and after, and compare figures only from one run.
-- `--memory-check` runs only the memory check instead: mmseq's sequential long-form on a
-  `--memory-minutes` (default 1 and 10) recording, each in a fresh process; the peak RSS of the
-  transcription itself (VmHWM reset after loading the model and the waveform) is compared.
+- `--memory-check` runs only the memory check instead: mmseq transcribing a 16 kHz WAV file of
+  each of `--memory-minutes` (default 1, 10 and 60; the LONG kind of 1-minute recording,
+  repeated) by the sequential long-form path and the VAD path (`--memory-paths`), each run in a
+  fresh process. The file is read as a stream, so the peak RSS (VmHWM of the whole process:
+  imports, model, reading and transcription) should not grow with the audio: the check prints
+  the difference between every two lengths (requirement: 60 min within 50 MB of 1 min), and
+  the peak of the transcription alone (VmHWM reset after loading the model) above the RSS
+  before it. The VAD path decodes `batch_size` (8) speech chunks at a time, fewer in a short
+  file (a minute holds 2-3): its peak grows with the batch up to 8 chunks (about 4 minutes of
+  audio), so compare it from 10 minutes on. Past that, glibc's heap adds some noise: its
+  dynamic mmap threshold serves large tensors from a heap that fragments, which measured up to
+  +100 MB between 10 and 60 min on the VAD path and 3 MB with `MALLOC_MMAP_THRESHOLD_=131072`.
 
 Run: `.venv/bin/python benchmarks/transcribe_vs_peers.py [--engines mmseq hf openai-whisper
 faster-whisper] [--sets short long] [--long-minutes 1.5] [--threads 2] [--trials N]
-[--json OUT]`, or `... --memory-check [--memory-minutes 1 10]`. Defaults take about 10 minutes
-on an idle 2-core CPU.
+[--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60] [--memory-paths seq vad]`.
+Defaults take about 10 minutes on an idle 2-core CPU (the memory check about 15 to 20).
 """
 
 from __future__ import annotations
@@ -518,56 +527,80 @@ def load_averages() -> str:
 # Memory check
 
 
-def memory_probe(file: Path, threads: int) -> dict[str, float]:
-    """In a fresh process: mmseq's sequential long-form on one recording; RSS figures in MB."""
+def memory_probe(file: Path, path: str, threads: int) -> dict[str, float]:
+    """In a fresh process: mmseq transcribing one file by `path` (seq | vad); RSS in MB."""
+    import soundfile as sf
     import torch
 
     from mmseq.transcribe import TranscribeOptions, Transcriber
 
     torch.set_num_threads(threads)
-    audio = np.load(file)
     transcriber = Transcriber()
-    options = TranscribeOptions(temperatures=(0.0,), best_of=1, condition_on_previous_text=False)
-    peak_before = peak_rss_mb()  # imports and model loading
+    options = TranscribeOptions(
+        temperatures=(0.0,), best_of=1, condition_on_previous_text=False, vad=path == "vad"
+    )
+    load_peak = peak_rss_mb()  # imports and model loading
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: peak of what follows only
     before = proc_status_mb("VmRSS")
     started = time.perf_counter()
-    transcriber.transcribe([audio], options)
+    (transcript,) = transcriber.transcribe([file], options)
+    if transcript.error:
+        raise RuntimeError(transcript.error)
     peak = peak_rss_mb()
     return {
-        "audio_s": len(audio) / SAMPLE_RATE,
-        "waveform_mb": audio.nbytes / 2**20,
+        "audio_s": sf.info(str(file)).duration,
+        "file_mb": file.stat().st_size / 2**20,
         "wall_s": time.perf_counter() - started,
+        "words": len(transcript.text.split()),
         "rss_before_mb": before,
         "transcribe_peak_mb": peak,
-        "load_peak_mb": peak_before,
-        "process_peak_mb": max(peak, peak_before),
+        "load_peak_mb": load_peak,
+        "process_peak_mb": max(peak, load_peak),
     }
 
 
-def memory_check(minutes: Sequence[float], threads: int, folder: Path) -> list[dict]:
+def write_repeated(file: Path, audio: np.ndarray, minutes: float) -> None:
+    """`minutes` of `audio` repeated into a 16 kHz PCM WAV, written piece by piece."""
+    import soundfile as sf
+
+    left = round(minutes * 60 * SAMPLE_RATE)
+    with sf.SoundFile(file, "w", SAMPLE_RATE, 1, subtype="PCM_16") as out:
+        while left > 0:
+            out.write(audio[:left])
+            left -= min(len(audio), left)
+
+
+def memory_check(
+    minutes: Sequence[float], paths: Sequence[str], threads: int, folder: Path
+) -> list[dict]:
+    audio, _ = long_recording(1.0)
     figures = []
     for m in minutes:
-        audio, _ = long_recording(m)
-        file = folder / f"memory-{m:g}min.npy"
-        np.save(file, audio)
-        with spawn_pool() as pool:
-            probe = pool.submit(memory_probe, file, threads).result()
-        figures.append(probe | {"minutes": m})
-        growth = probe["transcribe_peak_mb"] - probe["rss_before_mb"]
-        print(
-            f"{probe['audio_s']:6.1f} s of audio (waveform {probe['waveform_mb']:.1f} MB, loaded "
-            f"before): RSS {probe['rss_before_mb']:.0f} MB before transcribe, peak "
-            f"{probe['transcribe_peak_mb']:.0f} MB during it (+{growth:.0f}); peak while loading "
-            f"{probe['load_peak_mb']:.0f} MB; {probe['wall_s']:.1f} s"
-        )
-    first, last = figures[0], figures[-1]
-    growth = [f["transcribe_peak_mb"] - f["rss_before_mb"] for f in (first, last)]
-    print(
-        f"{last['minutes']:g} min vs {first['minutes']:g} min: transcription peak growth differs "
-        f"by {growth[1] - growth[0]:.1f} MB, process peak by "
-        f"{last['process_peak_mb'] - first['process_peak_mb']:.1f} MB (requirement: within 50 MB)"
-    )
+        file = folder / f"memory-{m:g}min.wav"
+        write_repeated(file, audio, m)
+        for path in paths:
+            with spawn_pool() as pool:
+                probe = pool.submit(memory_probe, file, path, threads).result()
+            figures.append(probe | {"minutes": m, "path": path})
+            growth = probe["transcribe_peak_mb"] - probe["rss_before_mb"]
+            print(
+                f"{path}: {probe['audio_s']:6.1f} s of audio ({probe['file_mb']:.0f} MB WAV): "
+                f"process peak {probe['process_peak_mb']:.0f} MB (model loading "
+                f"{probe['load_peak_mb']:.0f} MB); RSS {probe['rss_before_mb']:.0f} MB before "
+                f"transcribe, peak {probe['transcribe_peak_mb']:.0f} MB during it "
+                f"(+{growth:.0f}); {probe['words']} words in {probe['wall_s']:.1f} s"
+            )
+        file.unlink()
+    for path in paths:
+        runs = [f for f in figures if f["path"] == path]
+        for i, short in enumerate(runs):
+            for long in runs[i + 1 :]:
+                growth = [f["transcribe_peak_mb"] - f["rss_before_mb"] for f in (short, long)]
+                print(
+                    f"{path}: {long['minutes']:g} min vs {short['minutes']:g} min: process "
+                    f"peak {long['process_peak_mb'] - short['process_peak_mb']:+.1f} MB, "
+                    f"transcription peak growth {growth[1] - growth[0]:+.1f} MB"
+                )
     return figures
 
 
@@ -583,7 +616,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--trials", type=int, help="timed passes, best kept (default: 2 short, 1 long)")
     p.add_argument("--json", type=Path, help="also write every figure here")
     p.add_argument("--memory-check", action="store_true", help="run only the memory check")
-    p.add_argument("--memory-minutes", type=float, nargs=2, default=[1.0, 10.0])
+    p.add_argument("--memory-minutes", type=float, nargs="+", default=[1.0, 10.0, 60.0])
+    p.add_argument("--memory-paths", nargs="+", choices=("seq", "vad"), default=["seq", "vad"])
     return p.parse_args()
 
 
@@ -594,7 +628,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.memory_check:
-            figures["memory_check"] = memory_check(args.memory_minutes, args.threads, folder)
+            figures["memory_check"] = memory_check(
+                args.memory_minutes, args.memory_paths, args.threads, folder
+            )
         else:
             figures |= benchmark(args, folder)
     print(f"load average after: {load_averages()}")

@@ -11,19 +11,22 @@ from pathlib import Path
 
 log = logging.getLogger("mmseq")
 
+# = mmseq.data.images.DEFAULT_MAX_PIXELS (Pillow's limit), without importing torchvision here
+DEFAULT_MAX_PIXELS = 89_478_485
+
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aiff", ".aif", ".au"}
 
 
-def expand_inputs(paths: Sequence[str]) -> list[str]:
-    """Files as given; directories replaced by the audio files below them, sorted."""
+def expand_inputs(paths: Sequence[str], suffixes: set[str] = AUDIO_SUFFIXES) -> list[str]:
+    """Files as given; directories replaced by the files below them with `suffixes`, sorted."""
     files: list[str] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
             if not found:
-                suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
-                print(f"mmseq: warning: {name}: no audio files ({suffixes})", file=sys.stderr)
+                wanted = ", ".join(sorted(suffixes))
+                print(f"mmseq: warning: {name}: no matching files ({wanted})", file=sys.stderr)
             files.extend(str(p) for p in found)
         else:
             files.append(name)
@@ -55,7 +58,16 @@ def _transcribe(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir or ".") if output_format else None
 
     started = time.perf_counter()
-    transcriber = Transcriber(args.model, device=args.device, compute_type=args.compute_type)
+    model = args.model
+    if str(model).endswith(".ckpt"):
+        from mmseq.inference import whisper_from_trained
+        from mmseq.training.checkpoint import load_trained
+
+        trained = load_trained(model, args.device)
+        model = whisper_from_trained(trained)
+        if model is None:  # trained from scratch: no Whisper long-form conventions
+            return _transcribe_chunks(trained, files, args)
+    transcriber = Transcriber(model, device=args.device, compute_type=args.compute_type)
     log.info("loaded %s in %.1f s", transcriber.whisper.source, time.perf_counter() - started)
     started = time.perf_counter()
     failed, audio_seconds = 0, 0.0
@@ -79,6 +91,130 @@ def _transcribe(args: argparse.Namespace) -> int:
         f"; {failed} of {len(files)} file(s) failed" if failed else "",
     )
     return 1 if failed else 0
+
+
+def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> int:  # noqa: ANN001
+    """Speech models trained from scratch with `mmseq fit`: text only, 30 s chunks."""
+    from mmseq.inference import ChunkTranscriber
+
+    if args.output_format not in (None, "txt"):
+        raise ValueError(
+            f"--output-format {args.output_format}: a model trained from scratch gives text "
+            "only (no timestamps); use txt"
+        )
+    transcriber = ChunkTranscriber(trained, num_beams=args.beam_size)
+    failed = 0
+    for name in files:
+        result = transcriber.transcribe(name, batch_size=args.batch_size)
+        if result.error:
+            failed += 1
+            print(f"mmseq: error: {result.error}", file=sys.stderr)
+            continue
+        print(result.text if len(files) == 1 else f"{name}\t{result.text}", flush=True)
+        if args.output_dir or args.output_format:
+            out = Path(args.output_dir or ".")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{Path(name).stem}.txt").write_text(result.text + "\n", encoding="utf-8")
+    return 1 if failed else 0
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _caption(args: argparse.Namespace) -> int:
+    import json
+
+    from mmseq.inference import Captioner
+
+    files = expand_inputs(args.images, IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError("no images to caption")
+    max_pixels = None if args.max_pixels == 0 else args.max_pixels
+    captioner = Captioner(
+        args.model,
+        device=args.device,
+        num_beams=args.beam_size,
+        max_new_tokens=args.max_new_tokens,
+        max_pixels=max_pixels,
+    )
+    figures = None
+    if args.explain:
+        from mmseq.explain import explain_caption, explanation_paths
+
+        figures = iter(explanation_paths(files, args.explain))
+        Path(args.explain).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    with _counter(len(files), "captioning", args.quiet) as advance:
+        for result in captioner.iter_caption(files, batch_size=args.batch_size):
+            advance()
+            figure = None if figures is None else next(figures)
+            if result.error:
+                failed += 1
+                print(f"mmseq: error: {result.error}", file=sys.stderr)
+                continue
+            if figure is not None:
+                explain_caption(captioner, result).save(figure)
+            if args.output_format == "jsonl":
+                row = {"image": result.image, "caption": result.caption}
+                if figure is not None:
+                    row["explanation"] = str(figure)
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+            else:
+                line = result.caption if len(files) == 1 else f"{result.image}\t{result.caption}"
+                print(line, flush=True)
+    return 1 if failed else 0
+
+
+def _make_demo(args: argparse.Namespace) -> int:
+    import json
+
+    from mmseq.data.demo import make_demo
+
+    summary = make_demo(
+        args.out,
+        n_shapes_train=args.shapes,
+        speech=not args.no_speech,
+        n_speech_train=args.speech,
+        digits=not args.no_digits,
+        n_digits_train=args.digits,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from mmseq.data.tokenizer import read_texts, train_bpe
+
+    texts = read_texts(args.manifests, field=args.field)
+    tokenizer = train_bpe(texts, args.vocab_size, tasks=tuple(args.tasks))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(args.out)
+    print(f"{args.out}: byte-level BPE, {tokenizer.vocab_size} tokens from {len(texts)} texts")
+    return 0
+
+
+class _counter:
+    """A rich progress bar on stderr over a number of files (only on a terminal)."""
+
+    def __init__(self, total: int, label: str, quiet: bool) -> None:
+        self.total, self.label = total, label
+        self.enabled = not quiet and sys.stderr.isatty() and total > 1
+
+    def __enter__(self):  # noqa: ANN204
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True, console=None)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=self.total)
+        return lambda: self.bar.advance(self.task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
 
 
 class _progress:
@@ -198,10 +334,94 @@ def build_parser() -> argparse.ArgumentParser:
         help="weights' precision (default: %(default)s)",
     )
     t.set_defaults(run=_transcribe)
+
+    c = commands.add_parser(
+        "caption", help="image to text with a model trained by `mmseq fit`", parents=[common]
+    )
+    add = c.add_argument
+    add("images", nargs="+", help="image files or directories")
+    add("--model", required=True, help="a .ckpt written by `mmseq fit`")
+    add("--beam-size", type=int, default=3, help="1 = greedy (default: %(default)s)")
+    add("--batch-size", type=int, default=16, help="images decoded together (default: %(default)s)")
+    add("--max-new-tokens", type=int, default=48, help="(default: %(default)s)")
+    add(
+        "--output-format",
+        choices=["text", "jsonl"],
+        default="text",
+        help='text, or JSON lines {"image", "caption"} (default: %(default)s)',
+    )
+    add(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse larger images before decoding (decompression bombs); 0: no limit "
+        "(default: %(default)s)",
+    )
+    add(
+        "--explain",
+        metavar="DIR",
+        default=None,
+        help="save DIR/<image name>.png per image: the decoder's cross-attention for each "
+        "generated word over the image",
+    )
+    add("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
+    c.set_defaults(run=_caption)
+
+    d = commands.add_parser("data", help="datasets: make the embedded demo data")
+    data = d.add_subparsers(dest="data_command", required=True)
+    m = data.add_parser(
+        "make-demo",
+        help="spoken sentences, shapes scenes and handwritten digits, no download",
+        parents=[common],
+    )
+    m.add_argument("out", help="output folder, e.g. data/demo")
+    m.add_argument(
+        "--shapes", type=int, default=20000, help="training scenes (default: %(default)s)"
+    )
+    m.add_argument("--speech", type=int, default=1500, help="training clips (default: %(default)s)")
+    m.add_argument("--no-speech", action="store_true", help="no speech (no espeak-ng needed)")
+    m.add_argument(
+        "--digits", type=int, default=20000, help="training digit strings (default: %(default)s)"
+    )
+    m.add_argument("--no-digits", action="store_true", help="no handwritten digits task")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(run=_make_demo)
+
+    k = commands.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
+    tok = k.add_subparsers(dest="tokenizer_command", required=True)
+    tr = tok.add_parser("train", help="from the text of JSON-lines manifests", parents=[common])
+    tr.add_argument("manifests", nargs="+", help="JSON-lines manifests")
+    tr.add_argument("--out", required=True, help="tokenizer.json to write")
+    tr.add_argument("--vocab-size", type=int, default=4000, help="(default: %(default)s)")
+    tr.add_argument("--field", default="text", help="text field (caption(s) also read)")
+    tr.add_argument(
+        "--tasks",
+        nargs="*",
+        default=["transcribe", "caption", "translate"],
+        help="task tokens to reserve (default: %(default)s)",
+    )
+    tr.set_defaults(run=_train_tokenizer)
+
+    for name, text in TRAINING_HELP.items():
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
+TRAINING_HELP = {
+    "fit": "train: mmseq fit --config configs/X.yaml (LightningCLI; --help for every option)",
+    "validate": "validation metrics of a checkpoint: --config X.yaml --ckpt_path C.ckpt",
+    "test": "test metrics of a checkpoint: --config X.yaml --ckpt_path C.ckpt",
+    "predict": "decode a split to JSON lines: --config X.yaml --ckpt_path C.ckpt",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TRAINING_HELP:  # LightningCLI parses its own arguments
+        from mmseq.training.cli import run
+
+        run(argv)
+        return 0
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

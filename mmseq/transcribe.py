@@ -5,6 +5,10 @@ last complete segment, timestamp rules, temperature fallback, no-speech skipping
 conditioning on the previous text), with two differences that change no token: the log-mel is
 computed one window at a time, and windows of different files are encoded and decoded together
 (`batch_size`) whenever they share the same prompt.
+
+Files are read as streams (`AudioStream`), twice: once for the log-mel's peak (or for voice
+activity) and once for the windows (or speech chunks), holding only the samples the current
+window needs, so memory does not grow with the length of a recording.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mmseq.data.audio import load_audio
+from mmseq.data.audio import AudioLoadError, AudioStream
 from mmseq.data.vad import speech_chunks
 from mmseq.encoders.audio_features import (
     FRAMES_PER_SECOND,
     N_FRAMES,
     SAMPLE_RATE,
+    ForwardReader,
     WindowedLogMel,
 )
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
@@ -199,19 +204,25 @@ class Transcriber:
     ) -> Iterator[Transcript]:
         """The batched path: only the speech chunks found by VAD are transcribed, as
         independent inputs (no conditioning across chunks), then put back on the file's
-        timeline. A file without speech still passes one empty chunk, to keep the order."""
+        timeline. A file without speech still passes one empty chunk, to keep the order.
+        Each file is read twice: for voice activity, then for the chunks' samples."""
         files: deque[tuple[_Job, list[tuple[int, int]]]] = deque()
 
         def chunk_jobs() -> Iterator[_Job]:
             for job in jobs:
+                chunks: list[tuple[int, int]] = []
+                if job.audio is not None:
+                    try:
+                        chunks = speech_chunks(job.audio) or [(0, 0)]
+                    except AudioLoadError as err:  # found while reading the file
+                        job = _Job(job.name, None, str(err))
+                files.append((job, chunks))
                 if job.audio is None:
-                    files.append((job, []))
                     yield job
                     continue
-                chunks = speech_chunks(job.audio) or [(0, 0)]
-                files.append((job, chunks))
+                reader = ForwardReader(job.audio.blocks())
                 for start, end in chunks:
-                    yield _Job(job.name, job.audio[start:end])
+                    yield _Job(job.name, AudioStream(reader.read(start, end).numpy()))
 
         results = self._engine(chunk_jobs(), options, progress)
         for first in results:
@@ -230,10 +241,12 @@ class Transcriber:
     def _start(self, index: int, job: _Job, options: TranscribeOptions) -> _File | Transcript:
         if job.audio is None:
             return Transcript(job.name, error=job.error)
-        audio = job.audio
-        transcript = Transcript(job.name, duration=len(audio) / SAMPLE_RATE)
         features = self.whisper.model.encoders["audio"].features
-        mel = WindowedLogMel(features, torch.from_numpy(audio).to(self.whisper.device))
+        try:
+            mel = WindowedLogMel(features, job.audio)  # reads the whole file a first time
+        except AudioLoadError as err:
+            return Transcript(job.name, error=str(err))
+        transcript = Transcript(job.name, duration=len(job.audio) / SAMPLE_RATE)
         prompt = []
         if options.initial_prompt:
             prompt = self.whisper.tokenizer.encode(" " + options.initial_prompt.strip())
@@ -329,25 +342,18 @@ class _Job:
     """One input to decode: its samples, or why it has none."""
 
     name: str
-    audio: np.ndarray | None
+    audio: AudioStream | None
     error: str | None = None
 
 
 def _load(item: AudioInput) -> _Job:
-    """Read a path or take an array; 16 kHz mono float32, or an error naming the input."""
+    """Open a path or take an array as a 16 kHz mono stream, or an error naming the input.
+    A file is only checked here (header, length); its samples are read when transcribed."""
     name = "<array>" if isinstance(item, np.ndarray) else str(item)
     try:
-        if isinstance(item, np.ndarray):
-            audio = item.astype(np.float32, copy=False)
-        else:
-            audio = load_audio(item)
+        return _Job(name, AudioStream(item))
     except (ValueError, OSError) as err:
         return _Job(name, None, str(err))
-    if audio.ndim != 1:
-        return _Job(name, None, f"{name}: expected mono 16 kHz samples [S], got {audio.shape}")
-    if not np.isfinite(audio).all():
-        return _Job(name, None, f"{name}: audio contains NaN or infinite samples")
-    return _Job(name, audio)
 
 
 def _append_shifted(transcript: Transcript, part: Transcript, offset: float) -> None:

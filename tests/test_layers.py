@@ -20,9 +20,13 @@ RANKS = {
     "mmseq.generation": 4,
     "mmseq.whisper": 5,
     "mmseq.data": 5,
+    "mmseq.training": 6,
     "mmseq.transcribe": 6,
+    "mmseq.inference": 6,
+    "mmseq.explain": 6,
     "mmseq.writers": 7,
     "mmseq.cli": 8,
+    "mmseq.demo": 8,
 }
 
 

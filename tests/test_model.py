@@ -207,3 +207,28 @@ def test_inference_output_projection_follows_the_embedding() -> None:
         after = decoder(tokens, context)
     torch.testing.assert_close(after, decoder(tokens, context), atol=1e-5, rtol=0)
     assert not torch.allclose(after, cached)
+
+
+def test_conv_stem_reaches_the_patch_grid_and_learns_through_every_layer() -> None:
+    from mmseq.encoders import ImageEncoder
+
+    cfg = ImageEncoderConfig(
+        image_size=(16, 32),
+        patch_size=4,
+        n_layers=1,
+        stem="conv",
+        block=tiny_block(32),
+    )
+    encoder = ImageEncoder(cfg)
+    states = encoder(torch.randn(2, 3, 16, 32)).states
+    assert states.shape == (2, 1 + 4 * 8, 32)  # class token + (16/4) x (32/4) patches
+    states.sum().backward()
+    convs = [m for m in encoder.patch_embed if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3  # two stride-2 convolutions for patch 4, then the 1x1 projection
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)
+
+
+@pytest.mark.parametrize(("stem", "patch", "message"), [("cnn", 8, "stem"), ("conv", 6, "power")])
+def test_bad_stem_settings_are_named(stem: str, patch: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ImageEncoderConfig(image_size=24, patch_size=patch, stem=stem)

@@ -10,6 +10,8 @@ the waveform, i.e. uses log-mel of silence) and we follow openai-whisper end to 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from typing import Protocol
 
 import librosa
 import numpy as np
@@ -114,6 +116,56 @@ class LogMelSpectrogram(nn.Module):
         return log_spec, frame_lengths.clamp(max=n_frames)
 
 
+class SampleSource(Protocol):
+    """Mono 16 kHz samples delivered in blocks, e.g. mmseq.data.audio.AudioStream: its length,
+    and its samples in order as (n,) blocks, each call a new pass from the start."""
+
+    def __len__(self) -> int: ...
+
+    def blocks(self) -> Iterator[np.ndarray | Tensor]: ...
+
+
+class ForwardReader:
+    """Samples lo..hi-1 of a signal that arrives in blocks, for requests whose start never
+    moves back: holds only the samples from the last start on (plus the rest of the last
+    block read)."""
+
+    def __init__(self, blocks: Iterator[np.ndarray | Tensor], device: torch.device | None = None):
+        self._blocks = blocks
+        self._device = device
+        self._held = torch.zeros(0, device=device)  # samples from self.start on
+        self.start = 0
+
+    @property
+    def held(self) -> int:
+        """Samples held now."""
+        return len(self._held)
+
+    def read(self, lo: int, hi: int) -> Tensor:
+        """Samples lo..hi-1, fewer where the signal ends first -> [<= hi - lo] float32."""
+        if lo < self.start:
+            raise ValueError(f"cannot read back to sample {lo}: only {self.start} on are held")
+        pieces = [self._held[lo - self.start :]]
+        end = self.start + len(self._held)
+        while end < hi and (block := next(self._blocks, None)) is not None:
+            block = torch.as_tensor(block, dtype=torch.float32).to(self._device)
+            pieces.append(block[max(lo - end, 0) :])  # a block wholly before lo is dropped
+            end += len(block)
+        self._held = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+        self.start = lo
+        return self._held[: max(hi - lo, 0)]
+
+
+class _InMemory:
+    """ForwardReader's `read` over samples held in memory, in any order."""
+
+    def __init__(self, audio: Tensor) -> None:
+        self.audio = audio
+
+    def read(self, lo: int, hi: int) -> Tensor:
+        return self.audio[lo:hi]
+
+
 class WindowedLogMel:
     """openai-whisper's log-mel of a whole recording, computed one window at a time.
 
@@ -121,34 +173,46 @@ class WindowedLogMel:
     complex STFT alone needs about 0.6 GB per hour of audio. Here the dynamic-range peak is
     found in a first pass over bounded chunks, and each window is computed when asked for,
     from the samples it needs: the same numbers with memory that does not grow with length.
+
+    `audio` is a tensor [S], or a `SampleSource` such as a file's `AudioStream`, which is then
+    read twice, block by block: once for the peak (a file found corrupt raises here) and once
+    for the windows, which must then be asked for at non-decreasing `seek`.
     """
 
-    CHUNK_FRAMES = 6000  # frames per chunk in the peak pass (60 s)
+    CHUNK_FRAMES = N_FRAMES  # frames per chunk in the peak pass (30 s)
 
-    def __init__(self, spectrogram: LogMelSpectrogram, audio: Tensor) -> None:
-        if audio.dim() != 1:
+    def __init__(self, spectrogram: LogMelSpectrogram, audio: Tensor | SampleSource) -> None:
+        if isinstance(audio, Tensor) and audio.dim() != 1:
             raise ValueError(f"audio: expected mono samples [S], got shape {tuple(audio.shape)}")
         self.spec = spectrogram
-        self.audio = audio.float()
         self.hop = spectrogram.hop_length
-        self.content_frames = len(audio) // self.hop
+        self.n_samples = len(audio)
+        self.content_frames = self.n_samples // self.hop
+        device = spectrogram.window.device
+        if isinstance(audio, Tensor):
+            reader = self._reader = _InMemory(audio.to(device, torch.float32))
+        else:  # two passes: the peak's reads to the end, the windows' starts when asked
+            reader = ForwardReader(audio.blocks(), device)
+            self._reader = ForwardReader(audio.blocks(), device)
         # frames whose window touches the audio; all later frames are digital silence (-10)
-        touching = (len(audio) + spectrogram.n_fft // 2) // self.hop + 1
+        touching = (self.n_samples + spectrogram.n_fft // 2) // self.hop + 1
         peak = -10.0
         for start in range(0, touching, self.CHUNK_FRAMES):
             end = min(start + self.CHUNK_FRAMES, touching)
-            peak = max(peak, float(self._log10_frames(start, end).max()))
+            peak = max(peak, float(self._log10_frames(reader, start, end).max()))
         self.peak = peak
 
-    def _log10_frames(self, start: int, end: int) -> Tensor:
+    def _log10_frames(self, reader: ForwardReader | _InMemory, start: int, end: int) -> Tensor:
         """Raw log10 mel of frames start..end-1 -> [n_mels, end - start]."""
         half, n_fft = self.spec.n_fft // 2, self.spec.n_fft
         # sample i of the centred signal is audio[i - half], mirrored at the start, 0 past the end
         lo = start * self.hop - half
         hi = (end - 1) * self.hop + n_fft - half
-        samples = self.audio[max(lo, 0) : max(min(hi, len(self.audio)), 0)]
+        first = max(lo, 0)
+        held = reader.read(first, max(hi, 1 - lo))  # the mirror needs audio[1..-lo]
+        samples = held[: max(hi - first, 0)]
         if lo < 0:
-            mirror = self.audio[1 : 1 - lo]  # audio[1..-lo], zeros past its end, reversed
+            mirror = held[1 : 1 - lo]  # audio[1..-lo], zeros past its end, reversed
             samples = torch.cat([F.pad(mirror, (0, -lo - len(mirror))).flip(0), samples])
         samples = F.pad(samples, (0, hi - lo - len(samples)))
         # the same computation as the whole-file path, so the numbers match bit for bit
@@ -156,9 +220,11 @@ class WindowedLogMel:
 
     def window(self, seek: int, n_frames: int = N_FRAMES) -> Tensor:
         """Frames seek..seek+n_frames-1 of the content, zero-padded to N_FRAMES ->
-        [n_mels, N_FRAMES], as openai-whisper's `pad_or_trim(mel[:, seek:seek + n])`."""
+        [n_mels, N_FRAMES], as openai-whisper's `pad_or_trim(mel[:, seek:seek + n])`.
+        `seek` may not go back from one call to the next."""
         n_frames = min(n_frames, self.content_frames - seek, N_FRAMES)
         if n_frames <= 0:
             raise ValueError(f"window at frame {seek} is past the audio's {self.content_frames}")
-        mel = self.spec.normalize(self._log10_frames(seek, seek + n_frames), self.peak)
+        log_spec = self._log10_frames(self._reader, seek, seek + n_frames)
+        mel = self.spec.normalize(log_spec, self.peak)
         return F.pad(mel, (0, N_FRAMES - n_frames))

@@ -7,7 +7,6 @@ attention.query`, ...) and the one of transformers >= 5 in memory (`layers.{i}.a
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import Tensor
 from mmseq.encoders import ImageEncoder, ImageEncoderConfig
 from mmseq.errors import CheckpointError
 from mmseq.nn import BlockConfig
+from mmseq.vision.preprocess import read_json, read_preprocessing
 
 StateDict = dict[str, Tensor]
 
@@ -112,13 +112,15 @@ def hf_vit_to_mmseq(state_dict: StateDict, prefix: str = "") -> StateDict:
 
 def load_hf_vit_dir(path: str | os.PathLike) -> ImageEncoder:
     """A Hugging Face ViT directory (config.json + model.safetensors) -> ImageEncoder in eval
-    mode. A VisionEncoderDecoderModel directory yields its vision encoder."""
+    mode, with the mean and std of its preprocessor_config.json where there is one (the full
+    preprocessing: `mmseq.vision.read_preprocessing`). A VisionEncoderDecoderModel directory
+    yields its vision encoder."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     config_path, weights_path = path / "config.json", path / "model.safetensors"
-    config = _read_config(config_path)
+    config = read_json(config_path)
     prefix = ""
     if config.get("model_type") == "vision-encoder-decoder":
         config, prefix = config.get("encoder", {}), "encoder."
@@ -127,11 +129,15 @@ def load_hf_vit_dir(path: str | os.PathLike) -> ImageEncoder:
             f"{config_path}: expected a ViT model (model_type 'vit'), got {config['model_type']!r}"
         )
     try:
-        encoder = ImageEncoder(image_encoder_config_from_hf(config))
+        encoder_config = image_encoder_config_from_hf(config)
     except KeyError as err:
         raise CheckpointError(f"{config_path}: missing ViT field {err}") from None
     except ValueError as err:
         raise CheckpointError(f"{config_path}: {err}") from None
+    preprocessing = read_preprocessing(path)
+    if preprocessing is not None:  # mean and std the encoder was trained with
+        encoder_config.image_mean, encoder_config.image_std = preprocessing.mean, preprocessing.std
+    encoder = ImageEncoder(encoder_config)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: file not found")
     try:
@@ -147,15 +153,3 @@ def load_hf_vit_dir(path: str | os.PathLike) -> ImageEncoder:
     except RuntimeError as err:  # missing tensors or wrong shapes
         raise CheckpointError(f"{weights_path}: does not match {config_path}: {err}") from None
     return encoder.eval()
-
-
-def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return config

@@ -1,0 +1,178 @@
+"""Reading manifests (JSON lines, TSV) and checking their entries.
+
+Every problem is reported with the manifest and line it comes from. A dataset either stops at
+the first bad entry (`DataError`) or, with ``skip_bad=True``, records it in ``skipped`` and logs
+a summary: never a silent drop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mmseq.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class BadEntry(Exception):
+    """One entry is unusable; the message says why. `Rejects.guard` adds where it is."""
+
+
+def where(path: str | os.PathLike, line: int) -> str:
+    return f"{path}, line {line}"
+
+
+class Rejects:
+    """Bad entries of one dataset: raised as `DataError`, or with `skip_bad` recorded.
+
+    `skipped` holds ``(line_no, message)``; the message names the file and line (or entry).
+    """
+
+    def __init__(self, skip_bad: bool) -> None:
+        self.skip_bad = skip_bad
+        self.skipped: list[tuple[int, str]] = []
+
+    def reject(self, location: str, line: int, reason: str) -> None:
+        message = f"{location}: {reason}"
+        if not self.skip_bad:
+            raise DataError(f"{message} (pass skip_bad=True to skip bad entries)")
+        self.skipped.append((line, message))
+
+    @contextmanager
+    def guard(self, location: str, line: int) -> Iterator[None]:
+        """Turn a `BadEntry` raised inside the block into a rejection of that entry."""
+        try:
+            yield
+        except BadEntry as exc:
+            self.reject(location, line, str(exc))
+
+    def report(self, source: str | os.PathLike, kept: int) -> None:
+        """Log what was skipped; fail when nothing usable is left."""
+        if self.skipped:
+            shown = "; ".join(message for _, message in self.skipped[:5])
+            more = f" (and {len(self.skipped) - 5} more)" if len(self.skipped) > 5 else ""
+            log.warning(
+                "%s: skipped %d bad entr%s of %d: %s%s",
+                source,
+                len(self.skipped),
+                "y" if len(self.skipped) == 1 else "ies",
+                kept + len(self.skipped),
+                shown,
+                more,
+            )
+        if kept == 0:
+            detail = f" ({len(self.skipped)} skipped as bad)" if self.skipped else ""
+            raise DataError(f"{source}: no usable entries{detail}")
+
+
+def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw line) for each non-blank line of a manifest."""
+    path = Path(path)
+    if not path.is_file():
+        kind = "is not a file" if path.exists() else "does not exist"
+        raise DataError(f"{path}: manifest {kind}")
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            if raw.strip():
+                yield number, raw
+
+
+def decode_line(raw: bytes) -> str:
+    try:
+        # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the data.
+        return raw.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise BadEntry(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadEntry(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise BadEntry(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def split_tsv(text: str, fields: Sequence[str]) -> list[str]:
+    """`text` split on tabs into exactly ``len(fields)`` columns."""
+    columns = text.split("\t")
+    if len(columns) != len(fields):
+        raise BadEntry(
+            f"expected {len(fields)} tab-separated columns ({', '.join(fields)}), "
+            f"got {len(columns)}"
+        )
+    return columns
+
+
+def field(record: dict[str, Any], name: str, expected: Sequence[str]) -> Any:
+    if name not in record:
+        raise BadEntry(f"missing field '{name}' (expected fields: {', '.join(expected)})")
+    return record[name]
+
+
+def text_value(value: Any, name: str) -> str:
+    """A non-blank string, stripped."""
+    if not isinstance(value, str):
+        raise BadEntry(f"field '{name}' must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise BadEntry(f"field '{name}' is empty")
+    return value.strip()
+
+
+def duration_value(value: Any, name: str = "duration") -> float:
+    """A finite, positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadEntry(f"field '{name}' must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise BadEntry(f"field '{name}' must be positive and finite, got {value!r}")
+    return float(value)
+
+
+def optional_id(record: dict[str, Any], default: str) -> str:
+    value = record.get("id", default)
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise BadEntry(f"field 'id' must be a string or integer, got {type(value).__name__}")
+    return str(value)
+
+
+def resolve_file(value: Any, root: Path, name: str, allow_outside_root: bool = False) -> Path:
+    """The file a manifest field names: relative paths resolve against `root` (the dataset
+    folder, normally the manifest's), and a path leaving `root` (through ``..``, an absolute
+    path or a symlink) is refused unless `allow_outside_root`.
+
+    Returns the resolved (absolute, symlink-free) path of an existing, non-empty file.
+    """
+    if not isinstance(value, str):
+        raise BadEntry(f"field '{name}' must be a path string, got {type(value).__name__}")
+    if not value.strip():
+        raise BadEntry(f"field '{name}' is empty")
+    root = root.resolve()
+    path = (root / value).resolve()  # an absolute `value` replaces root
+    if not allow_outside_root and not path.is_relative_to(root):
+        raise BadEntry(
+            f"{name} '{value}' resolves to {path}, outside the dataset folder {root} "
+            "(pass allow_outside_root=True to allow it)"
+        )
+    if not path.exists():
+        raise BadEntry(f"{name} '{value}' does not exist ({path})")
+    if not path.is_file():
+        raise BadEntry(f"{name} '{value}' is not a file ({path})")
+    if not os.access(path, os.R_OK):
+        raise BadEntry(f"{name} '{value}' is not readable (permission denied: {path})")
+    if path.stat().st_size == 0:
+        raise BadEntry(f"{name} '{value}' is empty (0 bytes: {path})")
+    return path
+
+
+def word_count(text: str) -> float:
+    """Length of `text` for bucketing (a stand-in for its token count); at least 1."""
+    return float(max(1, len(text.split())))

@@ -1,0 +1,178 @@
+"""Target-text tokenizers for training: a byte-level BPE trained with `tokenizers`, or Whisper's.
+
+Both sit behind one small interface (`TextTokenizer`) that the collator, the LightningModule
+and the checkpoints use: ids of the special tokens, `encode`/`decode` of plain text, the forced
+decoder `prefix` for a task, and a JSON form that a checkpoint embeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from mmseq.whisper.loading import embedded_model_dir
+from mmseq.whisper.tokenizer import WhisperTokenizer
+
+PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+DEFAULT_TASKS = ("transcribe", "caption", "translate")
+
+
+def task_token(task: str) -> str:
+    return f"<|{task}|>"
+
+
+class TextTokenizer:
+    """Plain text <-> ids, plus the special ids a seq2seq decoder needs.
+
+    `prefix(task)` is what decoding starts from: `[bos]`, or `[bos, <|task|>]` when the
+    tokenizer knows the task (one decoder can then serve several tasks).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, source: str = "<tokenizer>") -> None:
+        self._tokenizer = tokenizer
+        # Text such as "</s>" inside a transcript stays text: users must not inject control ids.
+        self._tokenizer.encode_special_tokens = True
+        self.source = source
+        specials = {t: tokenizer.token_to_id(t) for t in (PAD, BOS, EOS)}
+        missing = [t for t, i in specials.items() if i is None]
+        if missing:
+            raise ValueError(f"{source}: tokenizer lacks the special tokens {missing}")
+        self.pad_id: int = specials[PAD]
+        self.bos_id: int = specials[BOS]
+        self.eos_id: int = specials[EOS]
+        added = tokenizer.get_added_tokens_decoder()
+        self._special_ids = {i for i, tok in added.items() if tok.special}
+        self.tasks = {
+            tok.content[2:-2]: i
+            for i, tok in added.items()
+            if tok.content.startswith("<|") and tok.content.endswith("|>")
+        }
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`; special ids (pad, bos, eos, tasks) are dropped."""
+        return self._tokenizer.decode([i for i in ids if i not in self._special_ids]).strip()
+
+    def prefix(self, task: str | None = None) -> list[int]:
+        if task is None:
+            return [self.bos_id]
+        if task not in self.tasks:
+            raise ValueError(f"{self.source}: no task token for {task!r}; has {sorted(self.tasks)}")
+        return [self.bos_id, self.tasks[task]]
+
+    def to_json(self) -> str:
+        return self._tokenizer.to_str()
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<embedded tokenizer>") -> TextTokenizer:
+        return cls(Tokenizer.from_str(text), source)
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TextTokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: tokenizer.json not found")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise ValueError(f"{path}: not a valid tokenizer.json ({exc})") from exc
+        if tokenizer.token_to_id(PAD) is None and tokenizer.token_to_id("<|endoftext|>"):
+            return WhisperTextTokenizer(WhisperTokenizer(tokenizer, str(path)))  # type: ignore
+        return cls(tokenizer, str(path))
+
+
+class WhisperTextTokenizer(TextTokenizer):
+    """Whisper's tokenizer behind the same interface: prefix `<|startoftranscript|>` (+ task for
+    multilingual models) + `<|notimestamps|>`; eos and pad are `<|endoftext|>`."""
+
+    def __init__(self, whisper: WhisperTokenizer) -> None:
+        self.whisper = whisper
+        self._tokenizer = whisper._tokenizer
+        self.source = "whisper"
+        self.pad_id = self.eos_id = whisper.eot
+        self.bos_id = whisper.sot
+        self.tasks = {"transcribe": whisper.transcribe, "translate": whisper.translate}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.whisper.vocab_size
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.whisper.decode(list(ids)).strip()
+
+    def prefix(self, task: str | None = None) -> list[int]:
+        task = "transcribe" if task in (None, "caption") else task
+        return self.whisper.sot_sequence(without_timestamps=True, task=task)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> WhisperTextTokenizer:
+        return cls(WhisperTokenizer.from_file(path))
+
+
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, tasks: Sequence[str] = DEFAULT_TASKS
+) -> TextTokenizer:
+    """Train a byte-level BPE (GPT-2 style pre-tokenisation) on `texts`.
+
+    Ids: <pad>=0, <s>=1, </s>=2, then one `<|task|>` per task, then the merges. The result may
+    hold fewer than `vocab_size` tokens when the texts are small.
+    """
+    if vocab_size < 256 + 3 + len(tasks):
+        raise ValueError(
+            f"vocab_size: {vocab_size} is too small for byte-level BPE "
+            f"(needs at least {256 + 3 + len(tasks)}: 256 bytes + specials)"
+        )
+    specials = [PAD, BOS, EOS] + [task_token(t) for t in tasks]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    texts = list(texts)
+    if not any(t.strip() for t in texts):
+        raise ValueError("train_bpe: no text to train on")
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return TextTokenizer(tokenizer, "<trained BPE>")
+
+
+def load_tokenizer(spec: str | os.PathLike) -> TextTokenizer:
+    """A `tokenizer.json` path (BPE or Whisper's), or `whisper` for tiny.en's tokenizer."""
+    if str(spec) in ("whisper", "whisper:tiny.en"):
+        return WhisperTextTokenizer.from_file(embedded_model_dir() / "tokenizer.json")
+    return TextTokenizer.from_file(spec)
+
+
+def read_texts(manifests: Iterable[str | os.PathLike], field: str = "text") -> list[str]:
+    """The `field` (or `caption`/`captions`) of every JSON line in `manifests`."""
+    texts: list[str] = []
+    for manifest in manifests:
+        with open(manifest, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{manifest}, line {n}: not JSON ({exc.msg})") from exc
+                value = row.get(field, row.get("caption", row.get("captions")))
+                if value is None:
+                    raise ValueError(f"{manifest}, line {n}: no {field!r} or 'caption' field")
+                texts.extend([value] if isinstance(value, str) else value)
+    return texts

@@ -1,0 +1,176 @@
+"""Inference with models trained by `mmseq fit`: captioning images, transcribing audio.
+
+A `.ckpt` trained with Whisper's tokenizer and 30 s windows (a fine-tuned tiny.en) goes
+through the full Whisper long-form path (`mmseq.transcribe`); other speech models decode
+30 s chunks (or Silero VAD's speech chunks) with their own tokenizer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from mmseq.data.audio import AudioLoadError, load_audio
+from mmseq.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, encoder_transforms, load_image
+from mmseq.data.tokenizer import WhisperTextTokenizer
+from mmseq.encoders.audio_features import SAMPLE_RATE
+from mmseq.generation import GenerationConfig, GenerationOutput, generate
+from mmseq.training.checkpoint import TrainedModel, load_trained
+from mmseq.whisper.loading import Whisper
+
+CHUNK_SECONDS = 30.0
+
+
+@dataclass
+class Caption:
+    image: str
+    caption: str | None = None
+    error: str | None = None
+    tokens: list[int] | None = None  # the generated ids (no prefix, no EOS)
+
+
+class Captioner:
+    """Captions images with a trained image-to-text model; beam search by default."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike | TrainedModel,
+        device: str | torch.device = "cpu",
+        num_beams: int = 3,
+        max_new_tokens: int = 48,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.trained = model if isinstance(model, TrainedModel) else load_trained(model, device)
+        config = self.trained.model.config.image
+        if config is None:
+            raise ValueError(
+                f"{self.trained.source}: this model has no image encoder "
+                f"(it has {self.trained.modalities})"
+            )
+        self.transform = encoder_transforms(config, train=False)
+        self.max_pixels = max_pixels
+        tokenizer = self.trained.tokenizer
+        self.prefix = tokenizer.prefix(self.trained.tasks.get("image"))
+        self.generation = GenerationConfig(
+            max_new_tokens=_fit_context(max_new_tokens, self.trained, len(self.prefix)),
+            num_beams=num_beams,
+            eos_token_id=tokenizer.eos_id,
+            pad_token_id=tokenizer.pad_id,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.trained.model.parameters()).device
+
+    def caption(self, images: Sequence[str | os.PathLike], batch_size: int = 16) -> list[Caption]:
+        return list(self.iter_caption(images, batch_size))
+
+    def iter_caption(
+        self, images: Sequence[str | os.PathLike], batch_size: int = 16
+    ) -> Iterator[Caption]:
+        """Captions in input order; an unreadable image gives a Caption with `error` set."""
+        for start in range(0, len(images), batch_size):
+            names = [str(p) for p in images[start : start + batch_size]]
+            results = [Caption(name) for name in names]
+            pixels, good = [], []
+            for i, name in enumerate(names):
+                try:
+                    pixels.append(self.transform(load_image(name, self.max_pixels)))
+                    good.append(i)
+                except (ImageLoadError, OSError, ValueError) as err:
+                    results[i].error = str(err)
+            if pixels:
+                out = self.generate(torch.stack(pixels))
+                for i, tokens in zip(good, self.generated(out), strict=True):
+                    results[i].tokens = tokens
+                    results[i].caption = self.trained.tokenizer.decode(tokens)
+            yield from results
+
+    def generate(self, pixels: torch.Tensor) -> GenerationOutput:
+        """pixels [B, 3, H, W], normalised -> generated sequences (prefix included)."""
+        return generate(
+            self.trained.model, "image", pixels.to(self.device), self.prefix, self.generation
+        )
+
+    def generated(self, out: GenerationOutput) -> list[list[int]]:
+        """The best sequence's generated ids per input, without the prefix and the EOS."""
+        n, eos = len(self.prefix), self.trained.tokenizer.eos_id
+        rows = []
+        for seq, length in zip(out.sequences[:, 0], out.lengths[:, 0].tolist(), strict=True):
+            ids = seq[n : n + length].tolist()
+            rows.append(ids[:-1] if ids and ids[-1] == eos else ids)
+        return rows
+
+    def texts(self, out: GenerationOutput) -> list[str]:
+        n = len(self.prefix)
+        return [self.trained.tokenizer.decode(seq[0, n:].tolist()) for seq in out.sequences]
+
+
+def _fit_context(max_new_tokens: int, trained: TrainedModel, prefix_len: int) -> int:
+    """At most what the decoder's positions leave after the prefix."""
+    return max(1, min(max_new_tokens, trained.model.config.decoder.n_ctx - prefix_len))
+
+
+def whisper_from_trained(trained: TrainedModel) -> Whisper | None:
+    """A fine-tuned Whisper (Whisper tokenizer, 30 s windows) as a `Whisper`, else None."""
+    audio = trained.model.config.audio
+    if not isinstance(trained.tokenizer, WhisperTextTokenizer) or audio is None:
+        return None
+    if not audio.pad_to_30s:
+        return None
+    decoder = trained.model.config.decoder
+    layers, heads = decoder.n_layers, decoder.block.n_heads
+    alignment = [(layer, head) for layer in range(layers // 2, layers) for head in range(heads)]
+    return Whisper(trained.model, trained.tokenizer.whisper, alignment, trained.source)
+
+
+@dataclass
+class ChunkTranscript:
+    source: str
+    text: str = ""
+    duration: float = 0.0
+    error: str | None = None
+
+
+class ChunkTranscriber:
+    """Speech models trained from scratch: fixed 30 s chunks decoded in batches."""
+
+    def __init__(self, trained: TrainedModel, num_beams: int = 1, max_new_tokens: int = 128):
+        if trained.model.config.audio is None:
+            raise ValueError(f"{trained.source}: this model has no audio encoder")
+        self.trained = trained
+        tokenizer = trained.tokenizer
+        self.prefix = tokenizer.prefix(trained.tasks.get("audio"))
+        self.generation = GenerationConfig(
+            max_new_tokens=_fit_context(max_new_tokens, self.trained, len(self.prefix)),
+            num_beams=num_beams,
+            eos_token_id=tokenizer.eos_id,
+            pad_token_id=tokenizer.pad_id,
+        )
+
+    def transcribe(self, path: str | os.PathLike, batch_size: int = 8) -> ChunkTranscript:
+        result = ChunkTranscript(str(path))
+        try:
+            audio = torch.from_numpy(load_audio(path))
+        except AudioLoadError as err:
+            result.error = str(err)
+            return result
+        result.duration = len(audio) / SAMPLE_RATE
+        step = int(CHUNK_SECONDS * SAMPLE_RATE)
+        chunks = [audio[i : i + step] for i in range(0, len(audio), step)]
+        chunks = [c for c in chunks if len(c) >= SAMPLE_RATE // 10]  # drop < 0.1 s tails
+        texts = []
+        model = self.trained.model
+        device = next(model.parameters()).device
+        for start in range(0, len(chunks), batch_size):
+            group = chunks[start : start + batch_size]
+            lengths = torch.tensor([len(c) for c in group])
+            waves = torch.nn.utils.rnn.pad_sequence(group, batch_first=True)
+            out = generate(model, "audio", waves.to(device), self.prefix, self.generation, lengths)
+            n = len(self.prefix)
+            texts += [self.trained.tokenizer.decode(s[0, n:].tolist()) for s in out.sequences]
+        result.text = " ".join(t for t in texts if t)
+        return result

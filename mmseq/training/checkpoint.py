@@ -1,0 +1,106 @@
+"""Self-contained checkpoints: a `.ckpt` written by `mmseq fit` carries the model config, the
+tokenizer and the weights, so inference (`mmseq caption`, `mmseq transcribe`) needs nothing else.
+
+Lightning's checkpoint is a dict; the module adds an `mmseq` entry of plain values (strings,
+numbers, lists, dicts) next to `state_dict`, and keeps every other entry plain too, so loading
+uses `torch.load(weights_only=True)`: a checkpoint can never run code when it is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmseq.data.tokenizer import TextTokenizer, WhisperTextTokenizer
+from mmseq.errors import CheckpointError
+from mmseq.model import EncoderDecoder, ModelConfig
+
+FORMAT_VERSION = 1
+MODEL_PREFIX = "model."  # the LightningModule holds the EncoderDecoder as `.model`
+
+
+@dataclass
+class TrainedModel:
+    """What inference needs: the network, its tokenizer and the task it was trained for."""
+
+    model: EncoderDecoder
+    tokenizer: TextTokenizer
+    tasks: dict[str, str | None]  # modality -> task token used in training (None: no token)
+    source: Path
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.model.config.modalities
+
+
+def checkpoint_entry(
+    config: ModelConfig, tokenizer: TextTokenizer, tasks: dict[str, str | None]
+) -> dict[str, Any]:
+    """The `mmseq` entry the LightningModule writes into each checkpoint."""
+    whisper = isinstance(tokenizer, WhisperTextTokenizer)
+    return {
+        "format": FORMAT_VERSION,
+        "model_config": config.to_dict(),
+        "tokenizer": tokenizer.to_json(),
+        "tokenizer_kind": "whisper" if whisper else "bpe",
+        "tasks": dict(tasks),
+    }
+
+
+def tokenizer_from_entry(entry: dict[str, Any]) -> TextTokenizer:
+    if entry.get("tokenizer_kind") == "whisper":
+        from tokenizers import Tokenizer
+
+        from mmseq.whisper.tokenizer import WhisperTokenizer
+
+        return WhisperTextTokenizer(WhisperTokenizer(Tokenizer.from_str(entry["tokenizer"])))
+    return TextTokenizer.from_json(entry["tokenizer"])
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """torch.load with weights_only=True and errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors and plain "
+            f"values ({str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
+    """Model + tokenizer from a `.ckpt` written by `mmseq fit`."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    entry = ckpt.get("mmseq")
+    if not isinstance(entry, dict) or "model_config" not in entry:
+        raise CheckpointError(
+            f"{path}: not an mmseq training checkpoint (no 'mmseq' entry with the model config)"
+        )
+    if entry.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {entry.get('format')!r}; this mmseq reads {FORMAT_VERSION}"
+        )
+    config = ModelConfig.from_dict(entry["model_config"])
+    model = EncoderDecoder(config)
+    weights = {
+        k.removeprefix(MODEL_PREFIX): v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(MODEL_PREFIX)
+    }
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the model config: {err}") from None
+    tokenizer = tokenizer_from_entry(entry)
+    return TrainedModel(model.to(device).eval(), tokenizer, dict(entry.get("tasks", {})), path)

@@ -1,0 +1,330 @@
+"""Seq2SeqModule: one LightningModule for every encoder mix (audio, image, text -> text).
+
+Training is teacher-forced cross-entropy (label smoothing) on `Batch`es from mmseq.data; a
+multitask DataModule hands each step a dict of batches, one per task, whose losses are summed.
+Validation decodes and reports the task's metrics (speech: WER/CER; captions: BLEU-4, CIDEr-D,
+exact match; text: BLEU-4, exact match) and a table of sample predictions.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from mmseq.config import to_dict
+from mmseq.data.augment import SpecAugment
+from mmseq.data.collate import Batch
+from mmseq.data.tokenizer import TextTokenizer, load_tokenizer
+from mmseq.errors import CheckpointError
+from mmseq.generation import GenerationConfig, generate
+from mmseq.model import EncoderDecoder, ModelConfig
+from mmseq.training.checkpoint import checkpoint_entry, load_trained
+from mmseq.training.metrics import text_metrics
+from mmseq.training.optim import OptimizerConfig, build_optimizer, build_scheduler
+from mmseq.training.rng import rng_states, set_rng_states
+
+log = logging.getLogger(__name__)
+
+METRIC_TASK = {"audio": "speech", "image": "caption", "text": "text"}  # modality -> metric set
+
+
+class Seq2SeqModule(pl.LightningModule):
+    """Args:
+    model: a model YAML path (configs/models/*.yaml) or the config as a dict. Left out when
+        `pretrained` gives the architecture (then `model` fields override it, e.g.
+        `audio.pad_to_30s`). `decoder.vocab_size` (and `text.vocab_size`) default to the
+        tokenizer's.
+    tokenizer: a tokenizer.json (`mmseq tokenizer train` or `mmseq data make-demo` write one),
+        or `whisper` for tiny.en's.
+    pretrained: start from these weights: `tiny.en`, a Whisper checkpoint path, or a `.ckpt`
+        written by `mmseq fit`.
+    freeze: parameter-name prefixes to keep fixed, e.g. `encoders.audio`.
+    spec_augment: time/frequency masks on training log-mels (audio batches only).
+    num_beams, max_new_tokens: decoding in validation, test and predict.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str,
+        model: str | dict | None = None,
+        pretrained: str | None = None,
+        optimizer: OptimizerConfig | None = None,
+        label_smoothing: float = 0.1,
+        freeze: list[str] | None = None,
+        spec_augment: SpecAugment | None = None,
+        num_beams: int = 1,
+        max_new_tokens: int = 64,
+        log_examples: int = 6,
+    ) -> None:
+        super().__init__()
+        # Plain values only (dataclasses as dicts): checkpoints stay loadable with weights_only.
+        self.save_hyperparameters(
+            {
+                "tokenizer": tokenizer,
+                "model": model,
+                "pretrained": pretrained,
+                "optimizer": to_dict(optimizer or OptimizerConfig()),
+                "label_smoothing": label_smoothing,
+                "freeze": list(freeze or []),
+                "spec_augment": None if spec_augment is None else to_dict(spec_augment),
+                "num_beams": num_beams,
+                "max_new_tokens": max_new_tokens,
+                "log_examples": log_examples,
+            }
+        )
+        self.tokenizer: TextTokenizer = load_tokenizer(tokenizer)
+        self.model = self._build_model(model, pretrained)
+        self.optim_config = optimizer or OptimizerConfig()
+        self.label_smoothing = label_smoothing
+        self.spec_augment = spec_augment
+        self.generation = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            eos_token_id=self.tokenizer.eos_id,
+            pad_token_id=self.tokenizer.pad_id,
+        )
+        self.log_examples = log_examples
+        self._freeze(freeze or [])
+        self.tasks: dict[str, str | None] = {}  # modality -> task token, seen in training data
+        self._outputs: dict[str, list[tuple[str, str, list[str]]]] = {}
+
+    # -- construction --------------------------------------------------------------------
+
+    def _build_model(self, model: str | dict | None, pretrained: str | None) -> EncoderDecoder:
+        if model is None and pretrained is None:
+            raise ValueError("model: give a model config (YAML path or dict) or `pretrained`")
+        data = {}
+        if model is not None:
+            data = ModelConfig.from_yaml(model).to_dict() if isinstance(model, str) else model
+        if pretrained is not None:
+            # `model` fields override the pretrained architecture (e.g. audio.pad_to_30s)
+            base = _load_pretrained(pretrained)
+            net = EncoderDecoder(ModelConfig.from_dict(_merge(base.config.to_dict(), data)))
+            try:
+                net.load_state_dict(base.state_dict())
+            except RuntimeError as err:
+                raise ValueError(
+                    f"model: these overrides change the shapes of the pretrained weights: {err}"
+                ) from None
+        else:
+            # vocabularies default to the tokenizer's (the text encoder reads the same ids)
+            sizes = {"decoder": {"vocab_size": self.tokenizer.vocab_size}}
+            if data.get("text") is not None:
+                sizes["text"] = {"vocab_size": self.tokenizer.vocab_size}
+            data = _merge(sizes, data)
+            net = EncoderDecoder(ModelConfig.from_dict(data))
+        vocab = net.config.decoder.vocab_size
+        if vocab < self.tokenizer.vocab_size:
+            raise ValueError(
+                f"model.decoder.vocab_size: {vocab} is smaller than the tokenizer's "
+                f"{self.tokenizer.vocab_size} ids ({self.hparams.tokenizer})"
+            )
+        return net
+
+    def _freeze(self, prefixes: list[str]) -> None:
+        names = [n for n, _ in self.model.named_parameters()]
+        for prefix in prefixes:
+            matched = [n for n in names if n.startswith(prefix)]
+            if not matched:
+                raise ValueError(
+                    f"freeze: {prefix!r} matches no parameter; top-level modules are "
+                    f"{sorted({n.split('.')[0] + '.' + n.split('.')[1] for n in names})}"
+                )
+            for name, p in self.model.named_parameters():
+                if name.startswith(prefix):
+                    p.requires_grad_(False)
+
+    # -- training ------------------------------------------------------------------------
+
+    def _loss(self, batch: Batch, train: bool) -> Tensor:
+        inputs = batch.inputs
+        if train and batch.modality == "audio" and self.spec_augment is not None:
+            inputs = self.spec_augment(inputs, batch.lengths)
+        out = self.model(
+            batch.modality,
+            inputs,
+            batch.tokens,
+            batch.lengths,
+            batch.labels,
+            self.label_smoothing if train else 0.0,
+        )
+        return out.loss
+
+    def training_step(self, batch: Batch | dict[str, Batch], batch_idx: int) -> Tensor:
+        batches = batch if isinstance(batch, dict) else {"": batch}
+        total = 0.0
+        for name, b in batches.items():
+            if b is None:  # a task whose loader is exhausted in this combined step
+                continue
+            self.tasks[b.modality] = _task_of(b, self.tokenizer)
+            loss = self._loss(b, train=True)
+            if name:
+                self.log(f"train/{name}_loss", loss, batch_size=len(b))
+            total = total + loss
+        self.log("train/loss", total, prog_bar=True, batch_size=_size(batches))
+        return total
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.model, self.optim_config)
+        # The schedule asks the trainer for its length only after training has started: asked
+        # here, `estimated_stepping_batches` sets up the train loader before a resumed run has
+        # restored its loops, and Lightning then never loads the loader's saved state, so a
+        # mid-epoch resume would replay the epoch from its start (Lightning issue #20550).
+        total = self.optim_config.total_steps or functools.cache(self._estimated_steps)
+        scheduler = build_scheduler(optimizer, self.optim_config, total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def _estimated_steps(self) -> int:
+        return int(self.trainer.estimated_stepping_batches)
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def decode_batch(self, batch: Batch) -> list[str]:
+        out = generate(
+            self.model,
+            batch.modality,
+            batch.inputs,
+            batch.prefix,
+            self.generation,
+            lengths=batch.lengths,
+        )
+        prefix_len = batch.prefix.shape[1]
+        return [self.tokenizer.decode(seq[0, prefix_len:].tolist()) for seq in out.sequences]
+
+    def _eval_step(self, stage: str, batch: Batch, dataloader_idx: int) -> None:
+        name = self._stream_name(stage, dataloader_idx, batch)
+        loss = self._loss(batch, train=False)
+        self.log(
+            f"{stage}/{name + '/' if name else ''}loss",
+            loss,
+            batch_size=len(batch),
+            add_dataloader_idx=False,
+            sync_dist=True,
+        )
+        predictions = self.decode_batch(batch)
+        rows = self._outputs.setdefault(f"{name}|{batch.modality}", [])
+        rows.extend(zip(batch.ids, predictions, batch.references, strict=True))
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("val", batch, dataloader_idx)
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("test", batch, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._report("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._report("test")
+
+    def _report(self, stage: str) -> None:
+        for key, rows in self._gathered_outputs().items():
+            name, modality = key.split("|")
+            predictions = [p for _, p, _ in rows]
+            references = [r for _, _, r in rows]
+            metrics = text_metrics(predictions, references, METRIC_TASK[modality])
+            prefix = f"{stage}/{name + '/' if name else ''}"
+            for metric, value in metrics.items():
+                # the same value on every rank (rows are gathered); sync_dist keeps it so and
+                # quiets Lightning's warning about unsynced epoch-level metrics
+                self.log(
+                    prefix + metric, value, prog_bar=True, add_dataloader_idx=False, sync_dist=True
+                )
+            if not self.trainer.sanity_checking:
+                self._show_examples(f"{stage} {name}".strip(), rows, metrics)
+        self._outputs = {}
+
+    def _gathered_outputs(self) -> dict[str, list[tuple[str, str, list[str]]]]:
+        """Every rank's decoded rows, so that each computes the metrics of the whole split
+        (BLEU and CIDEr are not means over examples: per-rank values cannot be averaged)."""
+        if self.trainer.world_size == 1 or not dist.is_initialized():
+            return self._outputs
+        everyone: list[Any] = [None] * self.trainer.world_size
+        dist.all_gather_object(everyone, self._outputs)
+        merged: dict[str, dict] = {}
+        for outputs in everyone:
+            for key, rows in outputs.items():
+                # by id: the sampler repeats a few items so that every rank gets equal batches
+                merged.setdefault(key, {}).update((row[0], row) for row in rows)
+        return {key: list(rows.values()) for key, rows in merged.items()}
+
+    def _show_examples(self, title: str, rows: list, metrics: dict[str, float]) -> None:
+        """A table of predictions vs references: on the console, and in TensorBoard."""
+        rows = rows[: self.log_examples]
+        if not rows or self.global_rank != 0:
+            return
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        lines = ["| id | prediction | reference |", "|---|---|---|"]
+        lines += [f"| {i} | {p} | {r[0]} |" for i, p, r in rows]
+        table = "\n".join(lines)
+        rank_zero_info(f"\n{title} (epoch {self.current_epoch}): {figures}\n{table}")
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_text"):
+            experiment.add_text(f"{title}/examples", table, self.global_step)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
+        predictions = self.decode_batch(batch)
+        return [{"id": i, "prediction": p} for i, p in zip(batch.ids, predictions, strict=True)]
+
+    def _stream_name(self, stage: str, dataloader_idx: int, batch: Batch) -> str:
+        names = getattr(self.trainer.datamodule, f"{stage}_names", None)
+        if names and len(names) > 1:
+            return names[dataloader_idx]
+        return ""
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["mmseq"] = checkpoint_entry(self.model.config, self.tokenizer, self.tasks)
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tasks = dict(checkpoint.get("mmseq", {}).get("tasks", {}))
+        resuming = getattr(getattr(self._trainer, "state", None), "fn", None) == "fit"
+        if resuming and "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+
+
+def _task_of(batch: Batch, tokenizer: TextTokenizer) -> str | None:
+    """The task token a batch's prefix carries (None: the prefix is only the start token)."""
+    ids = batch.prefix[0].tolist()
+    by_id = {i: t for t, i in tokenizer.tasks.items()}
+    found = [by_id[i] for i in ids if i in by_id]
+    return found[-1] if found else None
+
+
+def _size(batches: dict[str, Batch]) -> int:
+    return sum(len(b) for b in batches.values() if b is not None)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    """Nested dicts: `override`'s values win, key by key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _load_pretrained(spec: str) -> EncoderDecoder:
+    """tiny.en / a Whisper checkpoint (any format) / an mmseq `.ckpt`."""
+    if Path(spec).suffix == ".ckpt":
+        return load_trained(spec).model.train()
+    from mmseq.whisper.loading import load_whisper
+
+    try:
+        return load_whisper(spec).model.train()
+    except CheckpointError as err:
+        raise CheckpointError(f"pretrained: {err}") from None

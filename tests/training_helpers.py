@@ -1,0 +1,203 @@
+"""Tiny training runs for the tests: demo data, YAML configs for `mmseq fit`, and callbacks that
+the configs name by class path (subprocess runs import them with tests/ on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import yaml
+
+TESTS = Path(__file__).resolve().parent
+BLOCK = {"d_model": 32, "n_heads": 2, "d_ff": 64}
+
+
+def make_tiny_demo(root: Path, shapes: int = 12, speech: int = 0) -> Path:
+    """Shapes scenes (and `speech` espeak-ng clips when > 0) with a 300-token BPE under root."""
+    from mmseq.data.demo import make_demo
+
+    make_demo(
+        root,
+        n_shapes_train=shapes,
+        n_shapes_val=4,
+        n_shapes_test=4,
+        speech=speech > 0,
+        n_speech_train=max(speech, 1),
+        n_speech_val=2,
+        n_speech_test=2,
+        digits=False,
+        vocab_size=300,
+        progress=False,
+    )
+    return root
+
+
+def caption_config(demo: Path, out: Path, **trainer: Any) -> dict:
+    """configs/caption_shapes.yaml shrunk: 16x16 images, d_model 32, one layer each side."""
+    shapes = demo / "shapes"
+    return {
+        "seed_everything": 0,
+        "trainer": _trainer(out, "val/exact_match", "max", trainer),
+        "model": {
+            "tokenizer": str(demo / "tokenizer.json"),
+            "model": {
+                "image": {"image_size": [16, 16], "patch_size": 8, "n_layers": 1, "block": BLOCK},
+                "decoder": {"n_ctx": 32, "n_layers": 1, "block": BLOCK},
+            },
+            "optimizer": {"lr": 1.0e-3, "warmup_steps": 1},
+            "max_new_tokens": 6,
+        },
+        "data": {
+            "class_path": "mmseq.data.modules.CaptionDataModule",
+            "init_args": {
+                "train": str(shapes / "train.jsonl"),
+                "val": str(shapes / "val.jsonl"),
+                "test": str(shapes / "test.jsonl"),
+                "predict": str(shapes / "test.jsonl"),
+                "batch_size": 6,
+            },
+        },
+    }
+
+
+def speech_config(demo: Path, out: Path, **trainer: Any) -> dict:
+    """configs/asr_tiny.yaml shrunk: d_model 32, one layer each side, SpecAugment on."""
+    speech = demo / "speech"
+    return {
+        "seed_everything": 0,
+        "trainer": _trainer(out, "val/wer", "min", trainer),
+        "model": {
+            "tokenizer": str(demo / "tokenizer.json"),
+            "model": {
+                "audio": {"n_mels": 80, "n_layers": 1, "pad_to_30s": False, "block": BLOCK},
+                "decoder": {"n_ctx": 64, "n_layers": 1, "block": BLOCK},
+            },
+            "optimizer": {"lr": 1.0e-3, "warmup_steps": 1},
+            "spec_augment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2},
+            "max_new_tokens": 6,
+        },
+        "data": {
+            "class_path": "mmseq.data.modules.SpeechDataModule",
+            "init_args": {
+                "train": str(speech / "train.jsonl"),
+                "val": str(speech / "val.jsonl"),
+                "test": str(speech / "test.jsonl"),
+                "predict": str(speech / "test.jsonl"),
+                "max_batch_seconds": 15.0,
+                "max_batch_size": 3,
+            },
+        },
+    }
+
+
+def _trainer(out: Path, monitor: str, mode: str, overrides: dict) -> dict:
+    trainer = {
+        "max_epochs": 1,
+        "accelerator": "cpu",
+        "devices": 1,
+        "log_every_n_steps": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": str(out),
+        "logger": [
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": str(out / "logs"), "name": "run"},
+            }
+        ],
+        "callbacks": [
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {
+                    "dirpath": str(out / "checkpoints"),
+                    "monitor": monitor,
+                    "mode": mode,
+                    "save_last": True,
+                    "filename": "best-{epoch}-{step}",
+                },
+            }
+        ],
+    }
+    trainer.update(overrides)
+    return trainer
+
+
+def write_config(path: Path, config: dict) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def with_callbacks(config: dict, *callbacks: dict) -> dict:
+    """A copy of `config` with `callbacks` ({"class_path", "init_args"}) added to the trainer's."""
+    config = copy.deepcopy(config)
+    config["trainer"]["callbacks"] = config["trainer"]["callbacks"] + list(callbacks)
+    return config
+
+
+def read_metrics(out: Path) -> list[dict[str, str]]:
+    """Rows of the CSVLogger's metrics.csv (latest version), empty cells dropped."""
+    import csv
+
+    path = sorted((out / "logs" / "run").glob("version_*/metrics.csv"))[-1]
+    with path.open() as f:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> int:
+    """`python -m mmseq.cli ARGS` in a subprocess with tests/ importable; its return code."""
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, "-m", "mmseq.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode not in (0, -signal.SIGKILL):
+        sys.stderr.write(done.stderr[-5000:])
+    return done.returncode
+
+
+# -- callbacks named by class path in the configs ------------------------------------------
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILLs its own process when training reaches optimizer step `step` (the checkpoint
+    of the step before has been written by then): a crash with no chance to clean up."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordRank(pl.Callback):
+    """Writes `<out>/rank<r>.json` (the ids of every training example the rank saw, per step)
+    and `<out>/rank<r>.pt` (its weights once training ends)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.ids: list[list[str]] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: Any, batch: Any, *_: Any) -> None:
+        self.ids.append(list(batch.ids))
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        rank = trainer.global_rank
+        state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        torch.save(state, self.out / f"rank{rank}.pt")
+        info = {"rank": rank, "world_size": trainer.world_size, "ids": self.ids}
+        (self.out / f"rank{rank}.json").write_text(json.dumps(info))
