@@ -65,8 +65,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         _wav(speech / "wavs" / f"{i}.wav", seconds)
         rows.append({"audio_filepath": f"wavs/{i}.wav", "duration": seconds, "text": text})
     pairs = [{"source": f"source {w}", "target": w} for w in WORDS]
-    text = root / "text"
-    text.mkdir()
+    text = root / "text"  # make_demo writes its own pairs there: replaced by these
+    text.mkdir(exist_ok=True)
     (text / "val.tsv").write_text("source\ttarget\n" + "".join(f"s {w}\t{w}\n" for w in WORDS))
     return SimpleNamespace(
         root=root,
