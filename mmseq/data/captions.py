@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from mmseq.data.errors import DataError
 from mmseq.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, check_image, load_image
 from mmseq.data.manifest import (
     BadEntry,
+    EntryDataset,
     Rejects,
     decode_line,
     field,
@@ -45,7 +45,7 @@ class CaptionEntry:
     location: str  # named by errors raised when the image is decoded
 
 
-class _CaptionDataset(Dataset):
+class _CaptionDataset(EntryDataset):
     """Entries plus decoding; subclasses fill `entries` and `rejects`."""
 
     entries: list[CaptionEntry]
@@ -57,14 +57,6 @@ class _CaptionDataset(Dataset):
         self.transform, self.train, self.max_pixels = transform, train, max_pixels
         self.rejects = Rejects(skip_bad)
         self.entries = []
-
-    @property
-    def skipped(self) -> list[tuple[int, str]]:
-        """Bad entries skipped with ``skip_bad=True``: (line number or entry index, message)."""
-        return self.rejects.skipped
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def __getitem__(self, index: int) -> dict[str, object]:
         entry = self.entries[index]

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from torch.utils.data import Dataset
+
 from mmseq.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -176,3 +178,19 @@ def resolve_file(value: Any, root: Path, name: str, allow_outside_root: bool = F
 def word_count(text: str) -> float:
     """Length of `text` for bucketing (a stand-in for its token count); at least 1."""
     return float(max(1, len(text.split())))
+
+
+class EntryDataset(Dataset):
+    """A dataset of validated manifest entries: subclasses fill `entries` (one per usable line)
+    and `rejects` (what was wrong with the others) and decode an entry in `__getitem__`."""
+
+    entries: list
+    rejects: Rejects
+
+    @property
+    def skipped(self) -> list[tuple[int, str]]:
+        """Bad entries skipped with ``skip_bad=True``: (line number or entry index, message)."""
+        return self.rejects.skipped
+
+    def __len__(self) -> int:
+        return len(self.entries)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
-from torch.utils.data import Dataset
 
 from mmseq.data.audio import AudioLoadError, load_audio
 from mmseq.data.errors import DataError
 from mmseq.data.manifest import (
     BadEntry,
+    EntryDataset,
     Rejects,
     decode_line,
     duration_value,
@@ -44,21 +44,13 @@ class SpeechEntry:
     location: str  # "manifest, line N": named by errors raised when the audio is decoded
 
 
-class _SpeechDataset(Dataset):
+class _SpeechDataset(EntryDataset):
     """Entries plus decoding; subclasses fill `entries` and `rejects`."""
 
     entries: list[SpeechEntry]
     rejects: Rejects
     sample_rate: int
     filtered: list[tuple[int, str]]
-
-    @property
-    def skipped(self) -> list[tuple[int, str]]:
-        """Bad entries skipped with ``skip_bad=True``: (line number, message)."""
-        return self.rejects.skipped
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
     def __getitem__(self, index: int) -> dict[str, object]:
         entry = self.entries[index]

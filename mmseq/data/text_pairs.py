@@ -9,10 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
 from mmseq.data.errors import DataError
 from mmseq.data.manifest import (
+    EntryDataset,
     Rejects,
     decode_line,
     field,
@@ -37,7 +36,7 @@ class TextPair:
     target: str
 
 
-class TextPairDataset(Dataset):
+class TextPairDataset(EntryDataset):
     """Pairs from JSON lines (``{"source": ..., "target": ...}``, optional ``"id"``; files
     ending .jsonl, .json or .ndjson) or TSV (``source<TAB>target``, no quoting; files ending
     .tsv; a first line ``source<TAB>target`` is taken as a header).
@@ -56,7 +55,7 @@ class TextPairDataset(Dataset):
                 f"({', '.join(JSON_SUFFIXES)}) or TSV ({', '.join(TSV_SUFFIXES)})"
             )
         self.rejects = Rejects(skip_bad)
-        self.pairs: list[TextPair] = []
+        self.entries: list[TextPair] = []
         for line, raw in read_lines(self.path):
             with self.rejects.guard(where(self.path, line), line):
                 default_id = f"{self.path.name}:{line}"
@@ -70,21 +69,13 @@ class TextPairDataset(Dataset):
                     record = parse_json_object(text)
                 source = text_value(field(record, "source", FIELDS), "source")
                 target = text_value(field(record, "target", FIELDS), "target")
-                self.pairs.append(TextPair(optional_id(record, default_id), source, target))
-        self.rejects.report(self.path, len(self.pairs))
-
-    @property
-    def skipped(self) -> list[tuple[int, str]]:
-        """Bad lines skipped with ``skip_bad=True``: (line number, message)."""
-        return self.rejects.skipped
-
-    def __len__(self) -> int:
-        return len(self.pairs)
+                self.entries.append(TextPair(optional_id(record, default_id), source, target))
+        self.rejects.report(self.path, len(self.entries))
 
     def __getitem__(self, index: int) -> dict[str, object]:
-        pair = self.pairs[index]
+        pair = self.entries[index]
         return {"id": pair.id, "source": pair.source, "text": pair.target}
 
     def costs(self) -> list[float]:
         """Source length in words per item (standing in for tokens), for bucketing."""
-        return [word_count(pair.source) for pair in self.pairs]
+        return [word_count(pair.source) for pair in self.entries]
