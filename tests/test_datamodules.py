@@ -255,7 +255,7 @@ def test_missing_split_names_the_init_arg(demo: SimpleNamespace) -> None:
         SpeechDataModule(demo.tokenizer, val=demo.speech).setup("fit")
     _attach(dm, None, fn="fit")
     dm.setup("fit")  # fit without validation
-    assert dm.val_dataloader() == [] and dm.val_names == []
+    assert dm.val_dataloader() == [] and dm.names("val") == []
     with pytest.raises(ValueError, match="no task token for 'dictate'"):
         SpeechDataModule(demo.tokenizer, train=demo.speech, task="dictate")
 
@@ -300,7 +300,7 @@ def test_multitask_combines_training_and_lists_evaluation(demo: SimpleNamespace)
         assert set(step) == {"speech", "caption", "text"}
         assert [b.modality for b in step.values()] == ["audio", "image", "text"]
     val = dm.val_dataloader()
-    assert dm.val_names == ["speech", "text"] and len(val) == 2
+    assert dm.names("val") == ["speech", "text"] and len(val) == 2
     assert [_batches(dl)[0].modality for dl in val] == ["audio", "text"]
     with pytest.raises(ValueError, match="set speech.test or caption.test or text.test"):
         dm.setup("test")

@@ -277,7 +277,8 @@ class Seq2SeqModule(pl.LightningModule):
         return [{"id": i, "prediction": p} for i, p in zip(batch.ids, predictions, strict=True)]
 
     def _stream_name(self, stage: str, dataloader_idx: int, batch: Batch) -> str:
-        names = getattr(self.trainer.datamodule, f"{stage}_names", None)
+        names_of = getattr(self.trainer.datamodule, "names", None)  # mmseq's DataModules
+        names = names_of(stage) if names_of is not None else None
         if names and len(names) > 1:
             return names[dataloader_idx]
         return ""

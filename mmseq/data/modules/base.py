@@ -179,18 +179,6 @@ class Seq2SeqDataModule(LightningDataModule):
     def names(self, split: str) -> list[str]:
         return [self.name] if self.has(split) else []
 
-    @property
-    def val_names(self) -> list[str]:
-        return self.names("val")
-
-    @property
-    def test_names(self) -> list[str]:
-        return self.names("test")
-
-    @property
-    def predict_names(self) -> list[str]:
-        return self.names("predict")
-
     # -- what the model asks for ---------------------------------------------------------
 
     def model_config(self) -> Any | None:

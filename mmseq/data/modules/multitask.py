@@ -31,7 +31,7 @@ class MultiTaskDataModule(LightningDataModule):
     (names "speech", "caption", "text"), from ``CombinedLoader(mode="max_size_cycle")``: an
     epoch lasts as long as the longest part, shorter parts start over meanwhile.
     Validation, test and predict get one loader per part that has that split, in that order;
-    `val_names`, `test_names`, `predict_names` name them (index = dataloader_idx).
+    `names(split)` names them (index = dataloader_idx).
 
     Attributes: `parts` (name -> DataModule), `tokenizer`, `tasks` (name -> task token),
     `modalities` (name -> Batch.modality), `skipped` ("name/split" -> entries skipped).
@@ -94,18 +94,6 @@ class MultiTaskDataModule(LightningDataModule):
     def names(self, split: str) -> list[str]:
         """The parts that have `split`, in loader order."""
         return [name for name, part in self.parts.items() if part.has(split)]
-
-    @property
-    def val_names(self) -> list[str]:
-        return self.names("val")
-
-    @property
-    def test_names(self) -> list[str]:
-        return self.names("test")
-
-    @property
-    def predict_names(self) -> list[str]:
-        return self.names("predict")
 
     def train_dataloader(self) -> CombinedLoader:
         loaders = dict(zip(self.names("train"), self._loaders("train"), strict=True))
