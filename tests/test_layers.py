@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmseq"
 RANKS = {
     "mmseq.errors": 0,
     "mmseq.config": 0,
+    "mmseq.serialization": 0,
     "mmseq.nn": 1,
     "mmseq.encoders": 2,
     "mmseq.decoder": 2,

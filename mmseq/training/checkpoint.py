@@ -9,7 +9,6 @@ uses `torch.load(weights_only=True)`: a checkpoint can never run code when it is
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from mmseq.data.tokenizer import TextTokenizer, WhisperTextTokenizer
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
+from mmseq.serialization import load_plain
 
 FORMAT_VERSION = 1
 MODEL_PREFIX = "model."  # the LightningModule holds the EncoderDecoder as `.model`
@@ -67,15 +67,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load: it holds Python objects other than tensors and plain "
-            f"values ({str(err).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from None
+    return load_plain(path, "checkpoint")
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:

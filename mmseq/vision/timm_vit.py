@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import Tensor
 from mmseq.encoders import ImageEncoder, ImageEncoderConfig
 from mmseq.errors import CheckpointError
 from mmseq.nn import BlockConfig
+from mmseq.serialization import load_plain
 from mmseq.vision.preprocess import read_json, read_preprocessing
 
 StateDict = dict[str, Tensor]
@@ -319,15 +319,7 @@ def read_state_dict(path: Path) -> StateDict:
             return load_file(path)
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load: it holds Python objects other than tensors and plain "
-            f"values ({str(err).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable torch file ({err})") from None
+    data = load_plain(path, "torch file")
     for key in ("model", "state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

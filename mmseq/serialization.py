@@ -1,0 +1,25 @@
+"""Reading torch files safely: `torch.load(weights_only=True)`, so no pickled code ever runs."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import torch
+
+from mmseq.errors import CheckpointError
+
+
+def load_plain(path: str | os.PathLike, what: str = "torch file") -> Any:
+    """The tensors and plain values of a torch file; CheckpointError naming `path` if it holds
+    other Python objects (refused, never unpickled) or cannot be read as `what`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors and plain "
+            f"values ({str(err).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable {what} ({err})") from None
