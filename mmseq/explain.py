@@ -121,8 +121,8 @@ def explain_caption(captioner: Captioner, caption: Caption) -> Image.Image:
     model = captioner.trained.model
     prefix = captioner.prefix
     attention = cross_attention(model, "image", pixels, [*prefix, *caption.tokens])
-    patch = model.config.image.patch_size
-    grid = (pixels.shape[2] // patch, pixels.shape[3] // patch)
+    patch_h, patch_w = model.config.image.patch_size
+    grid = (pixels.shape[2] // patch_h, pixels.shape[3] // patch_w)
     words = group_words(captioner.trained.tokenizer, caption.tokens)
     n_prefix = model.encoders["image"].n_prefix
     return render_explanation(

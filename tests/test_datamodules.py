@@ -187,6 +187,8 @@ def test_caption_image_size_comes_from_the_model(demo: SimpleNamespace) -> None:
     _attach(same, ModelConfig(image=image))  # built again with the model's mean
     assert same.dataset("train") is not before
     assert same.image_settings() == ((32, 32), (0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="augment: expected one of"):
+        CaptionDataModule(demo.tokenizer, train=train, augment=False)
 
 
 def test_caption_coco_layout(tmp_path: Path, demo: SimpleNamespace) -> None:

@@ -227,6 +227,15 @@ def test_train_transform_never_flips_or_recolours() -> None:
         torch.testing.assert_close(x[:, :, -1], torch.tensor([0.0, 0, 1])[:, None].expand(3, 32))
 
 
+def test_augment_none_trains_on_the_image_as_it_is() -> None:
+    image = _two_halves(32, 32)
+    plain = image_transforms(32, (0.0,) * 3, (1.0,) * 3, train=True, augment="none")
+    expected = image_transforms(32, (0.0,) * 3, (1.0,) * 3, train=False)(image)
+    assert all(torch.equal(plain(image), expected) for _ in range(5))
+    with pytest.raises(ValueError, match="augment: expected one of"):
+        image_transforms(32, (0.5,) * 3, (0.5,) * 3, train=True, augment="flip")
+
+
 def test_transform_rejects_bad_normalisation() -> None:
     with pytest.raises(ValueError, match="std"):
         image_transforms(32, (0.5, 0.5), (0.5, 0.5), train=False)

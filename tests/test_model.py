@@ -116,7 +116,7 @@ def test_shift_right() -> None:
         ("audio", (1, 40, 100), r"log-mels \[B, 16, frames\], got shape \(1, 40, 100\)"),
         ("audio", (16000,), r"waveforms \[B, samples\].*got shape \(16000,\)"),
         ("image", (1, 1, 16, 24), r"image input: expected \[B, 3, H, W\].*\(1, 1, 16, 24\)"),
-        ("image", (1, 3, 16, 20), r"H, W multiples of 8, got shape \(1, 3, 16, 20\)"),
+        ("image", (1, 3, 16, 20), r"H a multiple of 8 and W of 8, got shape \(1, 3, 16, 20\)"),
         ("image", (3, 16, 24), r"image input: expected \[B, 3, H, W\]"),
         ("text", (7,), r"text input: expected token ids \[B, T\], got shape \(7,\)"),
     ],
@@ -230,7 +230,47 @@ def test_conv_stem_reaches_the_patch_grid_and_learns_through_every_layer() -> No
     assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)
 
 
-@pytest.mark.parametrize(("stem", "patch", "message"), [("cnn", 8, "stem"), ("conv", 6, "power")])
-def test_bad_stem_settings_are_named(stem: str, patch: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("stem", "patch", "message"),
+    [("cnn", 8, "stem"), ("conv", 6, "power"), ("conv", [8, 4], "square")],
+)
+def test_bad_stem_settings_are_named(stem: str, patch, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ImageEncoderConfig(image_size=24, patch_size=patch, stem=stem)
+
+
+def test_strip_patches_read_an_image_as_a_sequence_of_columns() -> None:
+    """patch_size [H, w]: one token per w-pixel column strip; wider inputs add columns."""
+    from mmseq.encoders import ImageEncoder
+
+    cfg = ImageEncoderConfig(
+        image_size=(16, 32), patch_size=[16, 4], n_layers=1, block=tiny_block()
+    )
+    assert cfg.patch_size == (16, 4) and cfg.grid == (1, 8)
+    encoder = ImageEncoder(cfg).eval()
+    assert encoder(torch.randn(2, 3, 16, 32)).states.shape == (2, 1 + 8, 32)
+    assert encoder(torch.randn(2, 3, 16, 48)).states.shape == (2, 1 + 12, 32)
+    # each token sees only its own columns: changing column strip 3 changes token 1 + 3 only
+    images = torch.randn(1, 3, 16, 32)
+    edited = images.clone()
+    edited[..., 12:16] += 1.0
+    embed = encoder.patch_embed
+    changed = (embed(edited) - embed(images)).abs().flatten(2).sum(1)[0] > 1e-6  # [columns]
+    assert changed.tolist() == [i == 3 for i in range(8)]
+    with pytest.raises(ValueError, match="W of 4"):
+        encoder(torch.randn(1, 3, 16, 30))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("patch_size", [16, 5], "not a multiple of patch_size"),
+        ("patch_size", [16, 4, 1], "patch_size: expected a positive int or"),
+        ("patch_size", 0, "patch_size: expected a positive int or"),
+        ("image_size", [16], "image_size: expected a positive int or"),
+    ],
+)
+def test_bad_patch_and_image_sizes_are_named(field: str, value, message: str) -> None:
+    args = {"image_size": (16, 32), "patch_size": 4, field: value}
+    with pytest.raises(ValueError, match=message):
+        ImageEncoderConfig(**args)

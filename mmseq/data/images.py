@@ -12,6 +12,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ BACKGROUND = (255, 255, 255)
 # become wrong) and no colour jitter (captions name colours).
 TRAIN_CROP_SCALE = (0.85, 1.0)
 TRAIN_CROP_ASPECT = 0.9  # aspect ratio varies within [target * 0.9, target / 0.9]
+Augment = Literal["crop", "none"]
 
 
 class ImageLoadError(ValueError):
@@ -103,20 +105,23 @@ def image_transforms(
     mean: Sequence[float],
     std: Sequence[float],
     train: bool,
+    augment: Augment = "crop",
 ) -> Callable[[Image.Image], Tensor]:
     """PIL RGB image -> float32 [3, H, W] tensor, normalised with `mean` and `std`.
 
     The image is resized to exactly `image_size` (height, width) without keeping its aspect
     ratio, as ViT and BLIP preprocessing do: a centre crop could cut away what a caption
-    describes, and a very wide or 1x1 image still gives a valid input. With `train`, a random
-    crop of 85-100 % of the area follows (see `TRAIN_CROP_SCALE`).
+    describes, and a very wide or 1x1 image still gives a valid input. With `train` and
+    `augment="crop"`, a random crop of 85-100 % of the area follows (see `TRAIN_CROP_SCALE`);
+    `augment="none"` trains on the images as they are.
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std need 3 values, std positive; got {mean}, {std}")
     size = [int(height), int(width)]
+    check_augment(augment)
     steps: list[Callable] = [v2.ToImage(), v2.Resize(size, antialias=True)]
-    if train:
+    if train and augment == "crop":
         aspect = width / height
         ratio = (aspect * TRAIN_CROP_ASPECT, aspect / TRAIN_CROP_ASPECT)
         steps.append(v2.RandomResizedCrop(size, TRAIN_CROP_SCALE, ratio, antialias=True))
@@ -126,6 +131,11 @@ def image_transforms(
         v2.ToPureTensor(),
     ]
     return v2.Compose(steps)
+
+
+def check_augment(augment: str) -> None:
+    if augment not in get_args(Augment):
+        raise ValueError(f"augment: expected one of {list(get_args(Augment))}, got {augment!r}")
 
 
 def encoder_transforms(config: ImageEncoderConfig, train: bool) -> Callable[[Image.Image], Tensor]:

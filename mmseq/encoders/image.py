@@ -24,7 +24,10 @@ class ImageEncoderConfig:
     """Defaults are ViT-B/16 at 224 px."""
 
     image_size: Sequence[int] | int = (224, 224)  # (height, width) the positions were trained at
-    patch_size: int = 16
+    # (height, width) of a patch, or one int for square patches. Full-height strips such as
+    # (32, 4) on a 32 px text line turn the image into a left-to-right sequence of columns,
+    # which a decoder learns to read far sooner than a 2-D grid (as line-level OCR models do).
+    patch_size: Sequence[int] | int = (16, 16)
     in_channels: int = 3
     class_token: bool = True
     # "patch": one strided Conv2d (ViT); "conv": stride-2 3x3 convolutions down to the patch
@@ -38,25 +41,35 @@ class ImageEncoderConfig:
     image_std: Sequence[float] = (0.5, 0.5, 0.5)
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, int):
-            self.image_size = (self.image_size, self.image_size)
-        self.image_size = tuple(self.image_size)
+        self.image_size = _pair("image_size", self.image_size)
+        self.patch_size = _pair("patch_size", self.patch_size)
         self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
         if self.stem not in ("patch", "conv"):
             raise ValueError(f"stem: expected 'patch' or 'conv', got {self.stem!r}")
-        if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
-            raise ValueError(f"stem 'conv' needs a power-of-two patch_size, got {self.patch_size}")
-        for side in self.image_size:
-            if side % self.patch_size:
-                raise ValueError(
-                    f"image_size {self.image_size} is not a multiple of patch_size "
-                    f"{self.patch_size}"
-                )
+        ph, pw = self.patch_size
+        if self.stem == "conv" and (ph != pw or ph & (ph - 1)):
+            raise ValueError(
+                f"stem 'conv' needs a square power-of-two patch_size, got {list(self.patch_size)}"
+            )
+        if any(side % patch for side, patch in zip(self.image_size, self.patch_size, strict=True)):
+            raise ValueError(
+                f"image_size {list(self.image_size)} is not a multiple of patch_size "
+                f"{list(self.patch_size)} (height, width)"
+            )
 
     @property
     def grid(self) -> tuple[int, int]:
-        h, w = self.image_size
-        return h // self.patch_size, w // self.patch_size
+        """(rows, columns) of patches at the trained image size."""
+        (h, w), (ph, pw) = self.image_size, self.patch_size
+        return h // ph, w // pw
+
+
+def _pair(name: str, value: Sequence[int] | int) -> tuple[int, int]:
+    """An int or a (height, width) pair as a tuple of two positive ints."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+        raise ValueError(f"{name}: expected a positive int or [height, width], got {value!r}")
+    return pair
 
 
 def resample_positions(
@@ -94,7 +107,7 @@ class ImageEncoder(nn.Module):
         self.config = cfg
         d = cfg.block.d_model
         if cfg.stem == "conv":
-            self.patch_embed: nn.Module = ConvStem(cfg.in_channels, d, cfg.patch_size)
+            self.patch_embed: nn.Module = ConvStem(cfg.in_channels, d, cfg.patch_size[0])
         else:
             self.patch_embed = nn.Conv2d(cfg.in_channels, d, cfg.patch_size, stride=cfg.patch_size)
         self.n_prefix = 1 if cfg.class_token else 0
@@ -111,18 +124,19 @@ class ImageEncoder(nn.Module):
         """images [B, C, H, W], normalised -> states [B, n_prefix + (H/p)*(W/p), D].
 
         H and W may differ from the trained size (positions are resampled) but must be
-        multiples of the patch size. `lengths` is accepted for a uniform encoder signature and
-        must be None: images are never padded.
+        multiples of the patch height and width. `lengths` is accepted for a uniform encoder
+        signature and must be None: images are never padded.
         """
         cfg = self.config
+        ph, pw = cfg.patch_size
         check_shape(
             "image input",
             images,
-            f"[B, {cfg.in_channels}, H, W] with H, W multiples of {cfg.patch_size}",
+            f"[B, {cfg.in_channels}, H, W] with H a multiple of {ph} and W of {pw}",
             images.dim() == 4
             and images.shape[1] == cfg.in_channels
-            and images.shape[2] % cfg.patch_size == 0
-            and images.shape[3] % cfg.patch_size == 0,
+            and images.shape[2] % ph == 0
+            and images.shape[3] % pw == 0,
         )
         if lengths is not None:
             raise ValueError("image input: lengths must be None (images are not padded)")

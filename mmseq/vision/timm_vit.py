@@ -184,7 +184,9 @@ def _config_from_shapes(tensors: StateDict, options: TimmVitOptions) -> ImageEnc
             raise CheckpointError(f"not a timm VisionTransformer state dict: no {name!r}")
     d, channels, patch, patch_w = tensors["patch_embed.proj.weight"].shape
     if patch != patch_w:
-        raise CheckpointError(f"patch size {patch}x{patch_w}: only square patches are supported")
+        raise CheckpointError(
+            f"patch size {patch}x{patch_w}: the timm importer reads square patches only"
+        )
     n_layers = 1 + max(int(m[1]) for k in tensors if (m := _LAYER.fullmatch(k)))
     if options.num_heads is None:
         raise CheckpointError(

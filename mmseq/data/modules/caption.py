@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from mmseq.data.captions import CocoCaptionsDataset, ImageCaptionDataset
 from mmseq.data.collate import Seq2SeqCollator
-from mmseq.data.images import image_transforms
+from mmseq.data.images import Augment, check_augment, image_transforms
 from mmseq.data.modules.base import Seq2SeqDataModule
 from mmseq.data.modules.splits import Source, check_positive, folder_root
 from mmseq.encoders.image import ImageEncoderConfig
@@ -26,8 +26,9 @@ class CaptionDataModule(Seq2SeqDataModule):
     Images are resized to the model's image encoder size and normalised with its mean and std
     (`ImageEncoderConfig`); without a model, `image_size` (and optionally `image_mean`,
     `image_std`; default 0.5 each) say it. Given with a model, they must agree with it.
-    `augment`: the light training augmentation of `image_transforms` (a random crop of 85-100%
-    of the area); turn it off when captions depend on the image's edges (digit strings).
+    `augment`: the training augmentation of `image_transforms`: "crop" (a random crop of
+    85-100% of the area) or "none", for captions that depend on the image's edges (digit
+    strings).
     Batches hold `batch_size` images, grouped by caption length; targets are cut at
     `max_target_tokens`, by default the decoder's n_ctx.
     """
@@ -49,7 +50,7 @@ class CaptionDataModule(Seq2SeqDataModule):
         image_mean: list[float] | None = None,
         image_std: list[float] | None = None,
         max_target_tokens: int | None = None,
-        augment: bool = True,
+        augment: Augment = "crop",
         num_workers: int = 0,
         skip_bad: bool = False,
         seed: int = 0,
@@ -60,6 +61,7 @@ class CaptionDataModule(Seq2SeqDataModule):
         self.format, self.root = format, folder_root(format, root, "coco")
         check_positive("batch_size", batch_size)
         self.batch_size, self.max_target_tokens = batch_size, max_target_tokens
+        check_augment(augment)
         self.augment = augment
         given = {"image_size": image_size, "image_mean": image_mean, "image_std": image_std}
         self.image_args = {k: v for k, v in given.items() if v is not None}
@@ -88,7 +90,7 @@ class CaptionDataModule(Seq2SeqDataModule):
         return self.image_settings()
 
     def _build(self, source: str, train: bool) -> Dataset:
-        transform = image_transforms(*self.image_settings(), train=train and self.augment)
+        transform = image_transforms(*self.image_settings(), train=train, augment=self.augment)
         if self.format == "coco":
             root = Path(self.root)
             annotations = root / "annotations" / f"captions_{source}.json"
