@@ -340,7 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = c.add_argument
     add("images", nargs="+", help="image files or directories")
-    add("--model", required=True, help="a .ckpt written by `mmseq fit`")
+    add(
+        "--model",
+        required=True,
+        help="a .ckpt written by `mmseq fit`, or a Hugging Face VisionEncoderDecoderModel "
+        "folder (ViT + GPT-2, with its tokenizer files)",
+    )
     add("--beam-size", type=int, default=3, help="1 = greedy (default: %(default)s)")
     add("--batch-size", type=int, default=16, help="images decoded together (default: %(default)s)")
     add("--max-new-tokens", type=int, default=48, help="(default: %(default)s)")

@@ -290,3 +290,95 @@ def test_vision_encoder_decoder_with_another_decoder_is_refused(tmp_path: Path) 
     (tmp_path / "config.json").write_text(json.dumps(config | {"decoder": {"model_type": "bert"}}))
     with pytest.raises(CheckpointError, match="a ViT encoder and a GPT-2 decoder"):
         load_hf_captioner(tmp_path)
+
+
+def _tiny_hf_captioner(folder: Path, tokenizer_files: str) -> None:
+    """A random ViT + GPT-2 VisionEncoderDecoderModel with a byte-level BPE tokenizer whose
+    `<|endoftext|>` starts, ends and pads (as GPT-2 captioners do)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+    )
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(["a red circle above a blue square"] * 20, trainer=trainer)
+    eot = tokenizer.token_to_id("<|endoftext|>")
+    torch.manual_seed(0)
+    vit = ViTConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        image_size=32, patch_size=8,
+    )  # fmt: skip
+    gpt2 = GPT2Config(
+        vocab_size=tokenizer.get_vocab_size(), n_positions=32, n_embd=64, n_layer=2, n_head=4,
+        add_cross_attention=True, is_decoder=True, bos_token_id=eot, eos_token_id=eot,
+    )  # fmt: skip
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(vit, gpt2)
+    config.decoder_start_token_id = config.eos_token_id = config.pad_token_id = eot
+    model = VisionEncoderDecoderModel(config).eval()
+    with torch.no_grad():  # tied embeddings make a random GPT-2 repeat its input: eot at once
+        model.decoder.transformer.wte.weight[eot] = 0.0
+    model.save_pretrained(folder)
+    if tokenizer_files == "tokenizer.json":
+        tokenizer.save(str(folder / "tokenizer.json"))
+    else:  # GPT-2's slow-tokenizer files
+        tokenizer.model.save(str(folder))
+
+
+@pytest.mark.parametrize("tokenizer_files", ["tokenizer.json", "vocab.json+merges.txt"])
+@torch.no_grad()
+def test_caption_with_a_hugging_face_captioner_folder_matches_its_generate(
+    tmp_path: Path, tokenizer_files: str, capsys: pytest.CaptureFixture
+) -> None:
+    from transformers import VisionEncoderDecoderModel
+
+    from mmseq.cli import main
+    from mmseq.inference import Captioner
+
+    folder = tmp_path / "vit-gpt2"
+    _tiny_hf_captioner(folder, tokenizer_files)
+    images = []
+    for i, size in enumerate([(40, 30), (32, 32), (20, 50)]):
+        images.append(tmp_path / f"photo{i}.png")
+        _photo(*size).save(images[-1])
+    captioner = Captioner(folder, num_beams=1, max_new_tokens=12)
+    ours = captioner.caption(images)
+
+    hf = VisionEncoderDecoderModel.from_pretrained(folder).eval()
+    tokenizer = captioner.trained.tokenizer
+    pixels = torch.stack([captioner.transform(Image.open(p).convert("RGB")) for p in images])
+    out = hf.generate(pixel_values=pixels, max_new_tokens=12, num_beams=1, do_sample=False)
+    eot = tokenizer.eos_id
+    expected_ids = [[i for i in row[1:].tolist() if i != eot] for row in out]
+    assert [c.tokens for c in ours] == expected_ids
+    assert all(expected_ids)  # a random model still says something: the comparison is not vacuous
+    expected = [tokenizer.decode(ids) for ids in expected_ids]
+    assert [c.caption for c in ours] == expected
+
+    assert main(["caption", "--model", str(folder), "--beam-size", "1", "--max-new-tokens",
+                 "12", "--output-format", "jsonl", *map(str, images)]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["caption"] for r in rows] == expected
+
+
+def test_hugging_face_captioner_folder_without_a_tokenizer_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from mmseq.cli import main
+
+    folder = tmp_path / "vit-gpt2"
+    _tiny_hf_captioner(folder, "tokenizer.json")
+    (folder / "tokenizer.json").unlink()
+    image = tmp_path / "photo.png"
+    _photo().save(image)
+    assert main(["caption", "--model", str(folder), str(image)]) != 0
+    assert "no tokenizer.json (or vocab.json and merges.txt)" in capsys.readouterr().err

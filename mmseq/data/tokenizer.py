@@ -122,6 +122,54 @@ class WhisperTextTokenizer(TextTokenizer):
         return cls(WhisperTokenizer.from_file(path))
 
 
+class PretrainedTextTokenizer(TextTokenizer):
+    """A Hugging Face model folder's tokenizer (`tokenizer.json`, or GPT-2's `vocab.json` +
+    `merges.txt`) with the special ids its model config names: for GPT-2 captioners,
+    `<|endoftext|>` starts, ends and pads. It has no task tokens."""
+
+    def __init__(
+        self, tokenizer: Tokenizer, bos_id: int, eos_id: int, pad_id: int, source: str
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._tokenizer.encode_special_tokens = True
+        self.source = source
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        added = tokenizer.get_added_tokens_decoder()
+        self._special_ids = {i for i, tok in added.items() if tok.special} | {bos_id, eos_id}
+        self.tasks = {}
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | os.PathLike, bos_id: int, eos_id: int, pad_id: int
+    ) -> PretrainedTextTokenizer:
+        folder = Path(folder)
+        if (folder / "tokenizer.json").is_file():
+            try:
+                tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+                raise ValueError(
+                    f"{folder / 'tokenizer.json'}: not a valid tokenizer ({exc})"
+                ) from exc
+        elif (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            # GPT-2's slow-tokenizer files: byte-level BPE without a prefix space
+            try:
+                bpe = models.BPE.from_file(str(folder / "vocab.json"), str(folder / "merges.txt"))
+            except Exception as exc:
+                raise ValueError(f"{folder}: unreadable vocab.json / merges.txt ({exc})") from exc
+            tokenizer = Tokenizer(bpe)
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tokenizer.decoder = decoders.ByteLevel()
+        else:
+            raise FileNotFoundError(
+                f"{folder}: no tokenizer.json (or vocab.json and merges.txt) beside the model"
+            )
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        for name, value in (("bos", bos_id), ("eos", eos_id), ("pad", pad_id)):
+            if not 0 <= value < size:
+                raise ValueError(f"{folder}: {name} id {value} is outside the {size}-token vocab")
+        return cls(tokenizer, bos_id, eos_id, pad_id, str(folder))
+
+
 def train_bpe(
     texts: Iterable[str], vocab_size: int, tasks: Sequence[str] = DEFAULT_TASKS
 ) -> TextTokenizer:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mmseq.data.tokenizer import TextTokenizer, WhisperTextTokenizer
+from mmseq.data.tokenizer import PretrainedTextTokenizer, TextTokenizer, WhisperTextTokenizer
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.serialization import load_plain
@@ -71,8 +71,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
-    """Model + tokenizer from a `.ckpt` written by `mmseq fit`."""
+    """Model + tokenizer from a `.ckpt` written by `mmseq fit`, or from a Hugging Face
+    `VisionEncoderDecoderModel` folder (ViT + GPT-2, with its tokenizer files)."""
     path = Path(path)
+    if path.is_dir():
+        return _load_hf_captioner(path, device)
     ckpt = read_checkpoint(path)
     entry = ckpt.get("mmseq")
     if not isinstance(entry, dict) or "model_config" not in entry:
@@ -96,3 +99,22 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise CheckpointError(f"{path}: weights do not fit the model config: {err}") from None
     tokenizer = tokenizer_from_entry(entry)
     return TrainedModel(model.to(device).eval(), tokenizer, dict(entry.get("tasks", {})), path)
+
+
+def _load_hf_captioner(folder: Path, device: str | torch.device) -> TrainedModel:
+    from mmseq.vision import load_hf_captioner
+
+    imported = load_hf_captioner(folder)
+    bos = imported.decoder_start_token_id
+    if bos is None or imported.eos_token_id is None:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: needs decoder_start_token_id (or the decoder's "
+            "bos_token_id) and eos_token_id to caption"
+        )
+    eos = imported.eos_token_id
+    pad = eos if imported.pad_token_id is None else imported.pad_token_id  # GPT-2 pads with eos
+    try:
+        tokenizer = PretrainedTextTokenizer.from_folder(folder, bos, eos, pad)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(str(err)) from None
+    return TrainedModel(imported.model.to(device).eval(), tokenizer, {"image": None}, folder)
