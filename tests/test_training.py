@@ -332,3 +332,21 @@ def test_the_schedule_asks_for_its_length_after_warmup_only() -> None:
         scheduler.step()
     assert asked[0] == 3  # first asked when leaving warmup's last step
     assert lrs == pytest.approx([lr_factor(step, cfg, 6) for step in range(6)])
+
+
+def test_last_checkpoint_is_the_latest_epoch_when_the_metric_stops_improving(
+    demo: Path, tmp_path: Path
+) -> None:
+    """With lr ~0 the validation metric never improves after epoch 0: `best` stays there, and
+    `last.ckpt` (what `--ckpt_path last` resumes from) must still hold the final epoch."""
+    config = caption_config(demo, tmp_path / "run", max_epochs=3)
+    config["model"]["optimizer"] = {"lr": 1.0e-12, "warmup_steps": 0}
+    run = _fit(tmp_path, config)
+    (best,) = run.best
+    steps_per_epoch = int(best.stem.removeprefix("best-epoch=0-step="))
+    last = torch.load(run.last, map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 3 * steps_per_epoch)
+    for config_file in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
+        text = config_file.read_text()
+        if "ModelCheckpoint" in text:  # the shipped configs use the callback tested here
+            assert "mmseq.training.callbacks.ModelCheckpoint" in text, config_file.name

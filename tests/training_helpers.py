@@ -115,7 +115,7 @@ def _trainer(out: Path, monitor: str, mode: str, overrides: dict) -> dict:
         ],
         "callbacks": [
             {
-                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "class_path": "mmseq.training.callbacks.ModelCheckpoint",
                 "init_args": {
                     "dirpath": str(out / "checkpoints"),
                     "monitor": monitor,
