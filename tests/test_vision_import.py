@@ -247,11 +247,11 @@ def test_bad_preprocessing_config_names_the_file(tmp_path: Path) -> None:
 # Hugging Face VisionEncoderDecoderModel (ViT + GPT-2 with cross-attention)
 
 
-@pytest.mark.parametrize("decoder_width", [64, 48], ids=["same_width", "enc_to_dec_proj"])
-@torch.no_grad()
-def test_vision_encoder_decoder_directory_matches_hf_logits(
-    tmp_path: Path, decoder_width: int
-) -> None:
+def _tiny_vit_gpt2(
+    vocab_size: int, n_positions: int, width: int, start: int, pad: int, eos: int
+) -> torch.nn.Module:
+    """A seeded random VisionEncoderDecoderModel: a 2-layer ViT (64 wide, 32 px, patch 8) and a
+    2-layer GPT-2 of `width` with cross-attention, decoding from `start` to `eos`."""
     from transformers import (
         GPT2Config,
         VisionEncoderDecoderConfig,
@@ -265,12 +265,20 @@ def test_vision_encoder_decoder_directory_matches_hf_logits(
         image_size=32, patch_size=8,
     )  # fmt: skip
     gpt2 = GPT2Config(
-        vocab_size=50, n_positions=24, n_embd=decoder_width, n_layer=2, n_head=4,
-        add_cross_attention=True, is_decoder=True, bos_token_id=1, eos_token_id=2,
+        vocab_size=vocab_size, n_positions=n_positions, n_embd=width, n_layer=2, n_head=4,
+        add_cross_attention=True, is_decoder=True, bos_token_id=start, eos_token_id=eos,
     )  # fmt: skip
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(vit, gpt2)
-    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = 1, 0, 2
-    hf = VisionEncoderDecoderModel(config).eval()
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = start, pad, eos
+    return VisionEncoderDecoderModel(config).eval()
+
+
+@pytest.mark.parametrize("decoder_width", [64, 48], ids=["same_width", "enc_to_dec_proj"])
+@torch.no_grad()
+def test_vision_encoder_decoder_directory_matches_hf_logits(
+    tmp_path: Path, decoder_width: int
+) -> None:
+    hf = _tiny_vit_gpt2(vocab_size=50, n_positions=24, width=decoder_width, start=1, pad=0, eos=2)
     hf.save_pretrained(tmp_path)
     (tmp_path / "preprocessor_config.json").write_text(
         json.dumps({"size": {"height": 32, "width": 32}, "image_mean": [0.1, 0.2, 0.3]})
@@ -296,12 +304,6 @@ def _tiny_hf_captioner(folder: Path, tokenizer_files: str) -> None:
     """A random ViT + GPT-2 VisionEncoderDecoderModel with a byte-level BPE tokenizer whose
     `<|endoftext|>` starts, ends and pads (as GPT-2 captioners do)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        GPT2Config,
-        VisionEncoderDecoderConfig,
-        VisionEncoderDecoderModel,
-        ViTConfig,
-    )
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -313,18 +315,8 @@ def _tiny_hf_captioner(folder: Path, tokenizer_files: str) -> None:
     )
     tokenizer.train_from_iterator(["a red circle above a blue square"] * 20, trainer=trainer)
     eot = tokenizer.token_to_id("<|endoftext|>")
-    torch.manual_seed(0)
-    vit = ViTConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        image_size=32, patch_size=8,
-    )  # fmt: skip
-    gpt2 = GPT2Config(
-        vocab_size=tokenizer.get_vocab_size(), n_positions=32, n_embd=64, n_layer=2, n_head=4,
-        add_cross_attention=True, is_decoder=True, bos_token_id=eot, eos_token_id=eot,
-    )  # fmt: skip
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(vit, gpt2)
-    config.decoder_start_token_id = config.eos_token_id = config.pad_token_id = eot
-    model = VisionEncoderDecoderModel(config).eval()
+    vocab = tokenizer.get_vocab_size()
+    model = _tiny_vit_gpt2(vocab, n_positions=32, width=64, start=eot, pad=eot, eos=eot)
     with torch.no_grad():  # tied embeddings make a random GPT-2 repeat its input: eot at once
         model.decoder.transformer.wte.weight[eot] = 0.0
     model.save_pretrained(folder)
