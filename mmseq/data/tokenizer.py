@@ -33,24 +33,29 @@ class TextTokenizer:
     """
 
     def __init__(self, tokenizer: Tokenizer, source: str = "<tokenizer>") -> None:
-        self._tokenizer = tokenizer
-        # Text such as "</s>" inside a transcript stays text: users must not inject control ids.
-        self._tokenizer.encode_special_tokens = True
-        self.source = source
         specials = {t: tokenizer.token_to_id(t) for t in (PAD, BOS, EOS)}
         missing = [t for t, i in specials.items() if i is None]
         if missing:
             raise ValueError(f"{source}: tokenizer lacks the special tokens {missing}")
-        self.pad_id: int = specials[PAD]
-        self.bos_id: int = specials[BOS]
-        self.eos_id: int = specials[EOS]
+        self._setup(tokenizer, source, specials[BOS], specials[EOS], specials[PAD])
         added = tokenizer.get_added_tokens_decoder()
-        self._special_ids = {i for i, tok in added.items() if tok.special}
         self.tasks = {
             tok.content[2:-2]: i
             for i, tok in added.items()
             if tok.content.startswith("<|") and tok.content.endswith("|>")
         }
+
+    def _setup(
+        self, tokenizer: Tokenizer, source: str, bos_id: int, eos_id: int, pad_id: int
+    ) -> None:
+        """The state every tokenizer of this interface holds, but `tasks` (set by the caller)."""
+        self._tokenizer = tokenizer
+        # Text such as "</s>" inside a transcript stays text: users must not inject control ids.
+        self._tokenizer.encode_special_tokens = True
+        self.source = source
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        added = tokenizer.get_added_tokens_decoder()
+        self._special_ids = {i for i, tok in added.items() if tok.special}
 
     @property
     def vocab_size(self) -> int:
@@ -130,13 +135,9 @@ class PretrainedTextTokenizer(TextTokenizer):
     def __init__(
         self, tokenizer: Tokenizer, bos_id: int, eos_id: int, pad_id: int, source: str
     ) -> None:
-        self._tokenizer = tokenizer
-        self._tokenizer.encode_special_tokens = True
-        self.source = source
-        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
-        added = tokenizer.get_added_tokens_decoder()
-        self._special_ids = {i for i, tok in added.items() if tok.special} | {bos_id, eos_id}
-        self.tasks = {}
+        self._setup(tokenizer, source, bos_id, eos_id, pad_id)
+        self._special_ids |= {bos_id, eos_id}  # the config's ids, whether marked special or not
+        self.tasks = {}  # GPT-2's "<|endoftext|>" is not a task token
 
     @classmethod
     def from_folder(
