@@ -58,10 +58,7 @@ def caption_config(demo: Path, out: Path, **trainer: Any) -> dict:
         "data": {
             "class_path": "mmseq.data.modules.CaptionDataModule",
             "init_args": {
-                "train": str(shapes / "train.jsonl"),
-                "val": str(shapes / "val.jsonl"),
-                "test": str(shapes / "test.jsonl"),
-                "predict": str(shapes / "test.jsonl"),
+                **_splits(shapes),
                 "batch_size": 6,
             },
         },
@@ -87,14 +84,18 @@ def speech_config(demo: Path, out: Path, **trainer: Any) -> dict:
         "data": {
             "class_path": "mmseq.data.modules.SpeechDataModule",
             "init_args": {
-                "train": str(speech / "train.jsonl"),
-                "val": str(speech / "val.jsonl"),
-                "test": str(speech / "test.jsonl"),
-                "predict": str(speech / "test.jsonl"),
+                **_splits(speech),
                 "max_batch_seconds": 15.0,
                 "max_batch_size": 3,
             },
         },
+    }
+
+
+def _splits(folder: Path) -> dict[str, str]:
+    """The DataModule's split manifests in a tiny demo folder; predict reads the test split."""
+    return {split: str(folder / f"{split}.jsonl") for split in ("train", "val", "test")} | {
+        "predict": str(folder / "test.jsonl")
     }
 
 
