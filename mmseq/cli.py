@@ -40,6 +40,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     files = expand_inputs(args.files)
     if not files:
         raise ValueError("no audio files to transcribe")
+    if args.explain:
+        _check_explain_dir(args.explain)  # before the model loads
     options = TranscribeOptions(
         beam_size=args.beam_size,
         best_of=args.best_of,
@@ -50,6 +52,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         without_timestamps=args.without_timestamps,
         initial_prompt=args.initial_prompt,
         word_timestamps=args.word_timestamps,
+        keep_alignments=bool(args.explain),  # the transcripts stay as asked
         vad=args.vad,
     )
     # an output folder without a format means every format, as in openai-whisper
@@ -69,10 +72,17 @@ def _transcribe(args: argparse.Namespace) -> int:
             return _transcribe_chunks(trained, files, args)
     transcriber = Transcriber(model, device=args.device, compute_type=args.compute_type)
     log.info("loaded %s in %.1f s", transcriber.whisper.source, time.perf_counter() - started)
+    figures = None
+    if args.explain:
+        from mmseq.explain import explain_transcript, explanation_paths
+
+        _make_explain_dir(args.explain)
+        figures = iter(explanation_paths(files, args.explain))
     started = time.perf_counter()
     failed, audio_seconds = 0, 0.0
     with _progress(files, args.quiet) as advance:
         for result in transcriber.iter_transcribe(files, options, progress=advance):
+            figure = None if figures is None else next(figures)
             if result.error:
                 failed += 1
                 print(f"mmseq: error: {result.error}", file=sys.stderr)
@@ -82,6 +92,8 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(line, flush=True)
             if output_dir is not None:
                 write_transcript(result, output_dir, formats)
+            if figure is not None:
+                explain_transcript(result).save(figure)
     wall = time.perf_counter() - started
     log.info(
         "transcribed %.1f s of audio in %.1f s (%.1fx real time)%s",
@@ -96,6 +108,13 @@ def _transcribe(args: argparse.Namespace) -> int:
 def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> int:  # noqa: ANN001
     """Speech models trained from scratch with `mmseq fit`: text only, 30 s chunks."""
     from mmseq.inference import ChunkTranscriber
+
+    if args.explain:
+        raise ValueError(
+            f"--explain: {args.model} is a speech model trained from scratch (its own "
+            "tokenizer, no 30 s windows): it decodes no timestamps and has no alignment heads, "
+            "so there is no word alignment to draw; --explain needs a Whisper model or fine-tune"
+        )
 
     if args.output_format not in (None, "txt"):
         raise ValueError(
@@ -116,6 +135,21 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> i
             out.mkdir(parents=True, exist_ok=True)
             (out / f"{Path(name).stem}.txt").write_text(result.text + "\n", encoding="utf-8")
     return 1 if failed else 0
+
+
+def _check_explain_dir(name: str) -> None:
+    if Path(name).exists() and not Path(name).is_dir():
+        raise ValueError(f"--explain {name}: exists and is not a directory")
+
+
+def _make_explain_dir(name: str) -> None:
+    _check_explain_dir(name)
+    try:
+        Path(name).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(
+            f"--explain {name}: cannot create the directory ({err.strerror})"
+        ) from None
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -142,7 +176,7 @@ def _caption(args: argparse.Namespace) -> int:
         from mmseq.explain import explain_caption, explanation_paths
 
         figures = iter(explanation_paths(files, args.explain))
-        Path(args.explain).mkdir(parents=True, exist_ok=True)
+        _make_explain_dir(args.explain)
     failed = 0
     with _counter(len(files), "captioning", args.quiet) as advance:
         for result in captioner.iter_caption(files, batch_size=args.batch_size):
@@ -311,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--without-timestamps", action="store_true", help="one segment per 30 s window")
     add("--initial-prompt", default=None, help="text to prompt the first window with")
     add("--word-timestamps", action="store_true", help="time each word (JSON output has them)")
+    add(
+        "--explain",
+        metavar="DIR",
+        default=None,
+        help="save DIR/<input stem>.png per file: a word-by-time alignment plot, the "
+        "cross-attention of the alignment heads that word timestamps use (a fine-tune's: every "
+        "head of the upper half of the decoder layers) with the DTW path, one panel per 30 s "
+        "window. Transcripts are unchanged. Refused for a model trained from scratch (no "
+        "timestamps to align)",
+    )
     add(
         "--vad",
         action="store_true",

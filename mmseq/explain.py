@@ -1,4 +1,7 @@
-"""`mmseq caption --explain DIR`: where the decoder looked for each word of a caption.
+"""`mmseq caption --explain DIR` and `mmseq transcribe --explain DIR`: where the decoder looked
+for each word, as a PNG per input.
+
+Captions: where the decoder looked for each word of a caption.
 
 The caption's tokens are fed once more through the decoder (teacher forcing, the encoder states
 of the image as context) and each layer's cross-attention is kept. The attention a token was
@@ -11,15 +14,27 @@ its own maximum.
 
 The figure is drawn with Pillow alone (no plotting library): a header with the caption, then
 the image and one panel per word, `COLUMNS` to a row.
+
+Speech: a word-by-time alignment plot made of what word timestamps use (`mmseq.whisper.timing`):
+the cross-attention of the alignment heads, normalised and median-filtered, and the DTW path
+through it. The transcriber keeps each 30 s window's alignment (`keep_alignments`); per word
+(punctuation merged, as word timestamps list them) the rows of its tokens are averaged into one
+row of the heat map, and the path is drawn as a staircase: across each word's row from where
+the path reaches its first token to where it reaches the next word's. The figure has one panel
+per window, stacked, on one time scale: a window's words attend only to its own 30 s, so one
+plot over the whole file would be block-diagonal, mostly empty, and grow with the square of
+the length, while panels grow linearly and keep every label legible.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,10 +42,16 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from mmseq.data.images import load_image
 from mmseq.data.tokenizer import TextTokenizer
-from mmseq.inference import Caption, Captioner
 from mmseq.model import EncoderDecoder
+from mmseq.transcribe import Transcript
+from mmseq.whisper.timing import Alignment, merge_punctuation
+from mmseq.whisper.tokenizer import TIME_PRECISION
+
+if TYPE_CHECKING:  # Lightning and torchvision, seconds to import: not for speech figures
+    from mmseq.inference import Caption, Captioner
+
+log = logging.getLogger(__name__)
 
 PANEL = 256  # pixels on the long side of each panel
 COLUMNS = 4
@@ -43,6 +64,14 @@ BACKGROUND = (255, 255, 255)
 _RAMP = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64
 )
+# speech figures
+ROW = 18  # pixels per word
+TIME_WIDTH = 900  # pixels of the time axis for the longest window of a file
+MAX_LABEL = 220  # pixels at most for the word column
+AXIS = 34  # ticks and their labels under a panel
+TICK_SPACING = 60  # pixels at least between labelled ticks
+PATH = (0, 230, 255)  # the DTW path: cyan, apart from every colour of the ramp
+AXIS_TITLE = "time (s)"
 
 
 @dataclass
@@ -116,6 +145,8 @@ def explain_caption(captioner: Captioner, caption: Caption) -> Image.Image:
     """The figure (see `render_explanation`) for a caption made by `captioner`."""
     if caption.tokens is None or caption.caption is None:
         raise ValueError(f"{caption.image}: no caption to explain ({caption.error})")
+    from mmseq.data.images import load_image  # torchvision: only for captions
+
     image = load_image(caption.image, captioner.max_pixels)
     pixels = captioner.transform(image)[None].to(captioner.device)
     model = captioner.trained.model
@@ -183,12 +214,15 @@ def overlay(image: Image.Image, grid: Tensor) -> Image.Image:
     w, h = image.size
     heat = F.interpolate(grid[None, None].float(), size=(h, w), mode="bilinear")[0, 0]
     heat = (heat / heat.max().clamp_min(1e-12)).clamp(0, 1).numpy()
-    colours = np.stack(
-        [np.interp(heat, np.linspace(0, 1, len(_RAMP)), _RAMP[:, c]) for c in range(3)], -1
-    )
     grey = np.asarray(image.convert("L").convert("RGB"), dtype=np.float64)
-    blended = (1 - ALPHA) * grey + ALPHA * colours
+    blended = (1 - ALPHA) * grey + ALPHA * _colourize(heat)
     return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8))
+
+
+def _colourize(heat: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> RGB floats in [0, 255] along the ramp, shape [..., 3]."""
+    stops = np.linspace(0, 1, len(_RAMP))
+    return np.stack([np.interp(heat, stops, _RAMP[:, c]) for c in range(3)], -1)
 
 
 def _label(word: WordAttention) -> str:
@@ -209,3 +243,173 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: ImageFont.Image
     while text and draw.textlength(text + "...", font=font) > width:
         text = text[:-1]
     return text + "..."
+
+
+@dataclass
+class WordSpan:
+    """A word in one window: the mean row of its tokens in the alignment matrix (`heat`
+    [frames]) and where the DTW path reaches its first token and the next word's (seconds of
+    the recording)."""
+
+    word: str
+    start: float
+    end: float
+    heat: np.ndarray
+
+
+@dataclass
+class WindowPanel:
+    """One window's part of the figure: `frames` alignment frames from `start` seconds."""
+
+    start: float
+    frames: int
+    words: list[WordSpan]
+
+    @property
+    def end(self) -> float:
+        return self.start + self.frames * TIME_PRECISION
+
+
+def window_panel(alignment: Alignment) -> WindowPanel:
+    """A window's words as `--word-timestamps` lists them (punctuation joined to its word),
+    each with its heat row and its span on the DTW path."""
+    timings = [replace(w, tokens=list(w.tokens)) for w in alignment.words]
+    merge_punctuation(timings)
+    n_rows = alignment.matrix.shape[0]  # text tokens + <|endoftext|>
+    first_step = np.searchsorted(alignment.token_index, np.arange(n_rows))
+    reached = alignment.offset + alignment.frame_index[first_step] * TIME_PRECISION
+    words, row = [], 0
+    for timing in timings:
+        a, row = row, row + len(timing.tokens)
+        if a == row:
+            continue  # punctuation merged into a neighbour
+        heat = alignment.matrix[a:row].mean(0)
+        words.append(WordSpan(timing.word.strip(), float(reached[a]), float(reached[row]), heat))
+    return WindowPanel(alignment.offset, alignment.matrix.shape[1], words)
+
+
+def explain_transcript(transcript: Transcript) -> Image.Image:
+    """The alignment figure of a transcript made with `keep_alignments=True`."""
+    if transcript.error:
+        raise ValueError(f"{transcript.source}: no transcript to explain ({transcript.error})")
+    panels = [window_panel(a) for a in transcript.alignments]
+    return render_alignment(Path(transcript.source).name, [p for p in panels if p.words])
+
+
+def render_alignment(title: str, panels: list[WindowPanel]) -> Image.Image:
+    """The figure: `title`, then per window the word labels, the heat map (each panel scaled
+    to its own range), the DTW path, and a time axis in seconds of the recording. Windows that
+    would make the image larger than Pillow opens without a decompression-bomb warning
+    (`Image.MAX_IMAGE_PIXELS`: some 20 minutes of continuous speech) are left out, with a
+    warning."""
+    font = _font()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    texts = [AXIS_TITLE] + [w.word for p in panels for w in p.words]
+    label_width = min(MAX_LABEL, max(round(measure.textlength(t, font=font)) for t in texts))
+    width = label_width + TIME_WIDTH + 6 * PAD
+    shown = _panels_that_fit(title, panels, width)
+    heights = [panel_height(p, len(panels)) for p in shown] or [LABEL + PAD]
+    figure = Image.new("RGB", (width, HEADER + sum(heights)), BACKGROUND)
+    draw = ImageDraw.Draw(figure)
+    header = f"{title}: cross-attention per word, DTW path in cyan"
+    draw.text((PAD, PAD // 2), _fit(draw, header, width - 2 * PAD, font), (0, 0, 0), font=font)
+    if not panels:
+        draw.text((PAD, HEADER), "no speech found: nothing to align", (0, 0, 0), font=font)
+        return figure
+    scale = TIME_WIDTH / max(p.end - p.start for p in panels)  # pixels per second
+    y = HEADER
+    for i, (panel, height) in enumerate(zip(shown, heights, strict=True)):
+        top = y
+        if len(panels) > 1:
+            text = f"window {i + 1} of {len(panels)}: {panel.start:.1f}-{panel.end:.1f} s"
+            draw.text((PAD, y + 2), text, (0, 0, 0), font=font)
+            top += LABEL
+        _draw_panel(figure, draw, font, panel, (2 * PAD + label_width, top), scale)
+        y += height
+    return figure
+
+
+def _panels_that_fit(title: str, panels: list[WindowPanel], width: int) -> list[WindowPanel]:
+    """The first panels whose figure stays within `Image.MAX_IMAGE_PIXELS` (at least one)."""
+    limit = Image.MAX_IMAGE_PIXELS or math.inf
+    height, n = HEADER, 0
+    while n < len(panels) and (
+        n == 0 or width * (height + panel_height(panels[n], len(panels))) <= limit
+    ):
+        height += panel_height(panels[n], len(panels))
+        n += 1
+    if n < len(panels):
+        log.warning(
+            "%s: the alignment figure shows windows 1-%d of %d (up to %.0f s): a taller image "
+            "would pass Pillow's size limit",
+            title,
+            n,
+            len(panels),
+            panels[n - 1].end,
+        )
+    return panels[:n]
+
+
+def panel_height(panel: WindowPanel, n_panels: int) -> int:
+    """Pixels of one window's panel in a figure of `n_panels` (a title band when several)."""
+    return (LABEL if n_panels > 1 else 0) + len(panel.words) * ROW + AXIS + PAD
+
+
+def _path_points(
+    panel: WindowPanel, origin: tuple[int, int], scale: float
+) -> list[tuple[int, int]]:
+    """The DTW path as drawn: across the middle of each word's row from its start to its end,
+    the heat map's top-left at `origin`, `scale` pixels per second."""
+    x0, y0 = origin
+    points = []
+    for i, word in enumerate(panel.words):
+        y = y0 + i * ROW + ROW // 2
+        for t in (word.start, word.end):
+            points.append((x0 + round((t - panel.start) * scale), y))
+    return points
+
+
+def _draw_panel(
+    figure: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont,
+    panel: WindowPanel,
+    origin: tuple[int, int],
+    scale: float,
+) -> None:
+    x0, y0 = origin
+    size = (max(1, round(panel.frames * TIME_PRECISION * scale)), len(panel.words) * ROW)
+    heat = np.stack([w.heat for w in panel.words])  # [words, frames]
+    low, high = heat.min(), heat.max()
+    heat = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
+    rgb = np.clip(np.rint(_colourize(heat)), 0, 255).astype(np.uint8)
+    picture = Image.fromarray(rgb).resize((size[0], len(panel.words)), Image.Resampling.BOX)
+    figure.paste(picture.resize(size, Image.Resampling.NEAREST), origin)
+    draw.rectangle((x0 - 1, y0 - 1, x0 + size[0], y0 + size[1]), outline=(0, 0, 0))
+    draw.line(_path_points(panel, origin, scale), fill=PATH, width=2)
+    _, top, _, bottom = draw.textbbox((0, 0), "Ag", font=font)
+    for i, word in enumerate(panel.words):
+        label = _fit(draw, word.word, x0 - 2 * PAD, font)
+        y = y0 + i * ROW + (ROW - top - bottom) // 2  # centred on the row
+        draw.text((x0 - PAD - draw.textlength(label, font=font), y), label, (0, 0, 0), font=font)
+    _draw_time_axis(draw, font, panel, (x0, y0 + size[1]), scale)
+
+
+def _draw_time_axis(
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.ImageFont,
+    panel: WindowPanel,
+    origin: tuple[int, int],
+    scale: float,
+) -> None:
+    """Ticks at round seconds of the recording, at least TICK_SPACING pixels apart."""
+    x0, y0 = origin
+    step = next((s for s in (0.1, 0.2, 0.5, 1, 2, 5, 10) if s * scale >= TICK_SPACING), 30)
+    first, last = math.ceil(panel.start / step - 1e-6), math.floor(panel.end / step + 1e-6)
+    for k in range(first, last + 1):
+        x = x0 + round((k * step - panel.start) * scale)
+        draw.line((x, y0, x, y0 + 4), fill=(0, 0, 0))
+        text = f"{round(k * step, 1):g}"
+        draw.text((x - draw.textlength(text, font=font) / 2, y0 + 6), text, (0, 0, 0), font=font)
+    left = x0 - PAD - draw.textlength(AXIS_TITLE, font=font)
+    draw.text((left, y0 + 6), AXIS_TITLE, (0, 0, 0), font=font)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from mmseq.whisper.decoding import (
     decode_windows,
 )
 from mmseq.whisper.segments import Segment, Word, split_window
-from mmseq.whisper.timing import align_words, attach_words
+from mmseq.whisper.timing import Alignment, align, attach_words
 
 AudioInput = str | os.PathLike | np.ndarray
 
@@ -60,6 +60,9 @@ class TranscribeOptions:
     max_initial_timestamp: float | None = 1.0
     max_new_tokens: int | None = None
     word_timestamps: bool = False
+    # keep each window's word alignment in Transcript.alignments (for `transcribe --explain`);
+    # unlike word_timestamps it changes no segment, time or token
+    keep_alignments: bool = False
     vad: bool = False  # batched path: transcribe only the speech chunks found by Silero VAD
     batch_size: int = 8
 
@@ -95,6 +98,7 @@ class Transcript:
     language: str = "en"
     error: str | None = None
     text_tokens: list[int] = field(default_factory=list)  # every segment's text tokens
+    alignments: list[Alignment] = field(default_factory=list)  # with keep_alignments
 
     @property
     def text(self) -> str:
@@ -302,8 +306,8 @@ class Transcriber:
         eot = tokenizer.eot
         window_start = state.seek
         segments, state.seek, single_ending = split_window(result, tokenizer, window_start, frames)
-        if options.word_timestamps:
-            self._add_words(state, segments, states, frames, window_start, single_ending)
+        if options.word_timestamps or options.keep_alignments:
+            self._add_words(state, segments, states, frames, window_start, single_ending, options)
         transcript = state.transcript
         for segment in segments:
             if segment.start == segment.end or not segment.text.strip():
@@ -323,13 +327,21 @@ class Transcriber:
         frames: int,
         window_start: int,
         single_ending: bool,
+        options: TranscribeOptions,
     ) -> None:
         """Word timings for a window's segments; unless the window ended on a single
-        timestamp, the next window starts at the end of the last word."""
+        timestamp, the next window starts at the end of the last word. With keep_alignments a
+        copy of the alignment is kept (word timing edits its words in place)."""
         eot = self.whisper.tokenizer.eot
         text = [t for s in segments for t in s.tokens if t < eot]
-        timings = align_words(self.whisper, states, text, frames)
+        alignment = align(self.whisper, states, text, frames)
         offset = window_start / FRAMES_PER_SECOND
+        if alignment is not None and options.keep_alignments:
+            words = [replace(w, tokens=list(w.tokens)) for w in alignment.words]
+            state.transcript.alignments.append(replace(alignment, words=words, offset=offset))
+        if not options.word_timestamps:
+            return
+        timings = alignment.words if alignment is not None else []
         state.last_speech = attach_words(segments, timings, offset, state.last_speech, eot)
         if not single_ending:
             ends = [w.end for s in segments for w in s.words] or [segments[-1].end]
@@ -368,6 +380,9 @@ def _append_shifted(transcript: Transcript, part: Transcript, offset: float) -> 
         segment.id = len(transcript.segments)
         transcript.segments.append(segment)
     transcript.text_tokens.extend(part.text_tokens)
+    for alignment in part.alignments:
+        alignment.offset += offset
+    transcript.alignments.extend(part.alignments)
 
 
 def transcribe(

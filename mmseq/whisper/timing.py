@@ -96,15 +96,32 @@ def _median_filter(x: Tensor, width: int) -> Tensor:
     return padded.unfold(-1, width, 1).median(-1).values
 
 
+@dataclass
+class Alignment:
+    """What word timing saw in one window: `matrix` [text tokens + 1, frames] is the alignment
+    heads' cross-attention (softmax over the window's audio frames, standardised over tokens,
+    median-filtered, averaged over heads; the last row is <|endoftext|>'s), `token_index` and
+    `frame_index` the DTW path through it (one frame = TIME_PRECISION s), `words` the timings
+    read off the path, in seconds from the window start; `offset` is the window's start in the
+    recording (set by the transcriber)."""
+
+    matrix: np.ndarray
+    token_index: np.ndarray
+    frame_index: np.ndarray
+    words: list[WordTiming]
+    offset: float = 0.0
+
+
 @torch.inference_mode()
-def align_words(
+def align(
     whisper: Whisper, states: Tensor, text_tokens: list[int], num_frames: int
-) -> list[WordTiming]:
-    """Word timings of text_tokens for one window: states [1, S, D] are its encoder states,
-    num_frames the mel frames holding audio."""
+) -> Alignment | None:
+    """Word timings of text_tokens for one window, with the attention and path they come
+    from: states [1, S, D] are its encoder states, num_frames the mel frames holding audio.
+    None when there is nothing to align (no text, no alignment heads, a single word group)."""
     tok = whisper.tokenizer
     if not text_tokens or not whisper.alignment_heads:
-        return []
+        return None
     prompt = [*tok.sot_sequence(without_timestamps=False), tok.no_timestamps]
     tokens = torch.tensor([[*prompt, *text_tokens, tok.eot]], device=states.device)
     scores: list[Tensor] = []
@@ -117,15 +134,16 @@ def align_words(
     std, mean = torch.std_mean(weights, dim=-2, keepdim=True, unbiased=False)
     weights = _median_filter((weights - mean) / std, MEDIAN_FILTER_WIDTH)
     matrix = weights.mean(0)[len(prompt) - 1 : -1]  # rows: text tokens, then <|endoftext|>
-    token_index, frame_index = dtw(-matrix.double().cpu().numpy())
+    matrix = matrix.double().cpu().numpy()
+    token_index, frame_index = dtw(-matrix)
 
     words, groups = split_words(tok, [*text_tokens, tok.eot])
     if len(groups) <= 1:
-        return []
+        return None
     boundaries = np.pad(np.cumsum([len(g) for g in groups[:-1]]), (1, 0))
     jumps = np.pad(np.diff(token_index), (1, 0), constant_values=1).astype(bool)
     jump_times = frame_index[jumps] * TIME_PRECISION
-    return [
+    timings = [
         WordTiming(
             word=word,
             tokens=group,
@@ -135,6 +153,7 @@ def align_words(
         )
         for word, group, a, b in zip(words, groups, boundaries[:-1], boundaries[1:], strict=False)
     ]
+    return Alignment(matrix, token_index, frame_index, timings)
 
 
 PREPEND_PUNCTUATION = "\"'“¿([{-"
