@@ -15,6 +15,7 @@ from mmseq.decoder import DecoderConfig
 from mmseq.encoders import AudioEncoderConfig, ImageEncoderConfig, TextEncoderConfig
 from mmseq.generation import GenerationConfig, generate
 from mmseq.model import IGNORE_INDEX, EncoderDecoder, ModelConfig, seq2seq_loss, shift_right
+from mmseq.nn import BlockConfig
 
 
 def _three_modality_config() -> ModelConfig:
@@ -228,6 +229,36 @@ def test_conv_stem_reaches_the_patch_grid_and_learns_through_every_layer() -> No
     convs = [m for m in encoder.patch_embed if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 3  # two stride-2 convolutions for patch 4, then the 1x1 projection
     assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)
+    # each stride-2 convolution is batch-normalised: its output has zero mean per channel
+    norms = [m for m in encoder.patch_embed if isinstance(m, torch.nn.BatchNorm2d)]
+    assert [n.num_features for n in norms] == [c.out_channels for c in convs[:2]]
+    first = torch.nn.Sequential(*list(encoder.patch_embed)[:2])(torch.randn(4, 3, 16, 32) * 5 + 3)
+    torch.testing.assert_close(first.mean(dim=(0, 2, 3)), torch.zeros(16), atol=1e-5, rtol=0)
+
+
+def test_sincos_positions_encode_rows_and_columns_apart() -> None:
+    from mmseq.encoders.image import sincos_positions
+
+    table = sincos_positions((3, 4), 16).reshape(3, 4, 16)
+    # the first half depends on the row only, the second on the column only
+    assert torch.equal(table[:, :1, :8].expand(-1, 4, -1), table[..., :8])
+    assert torch.equal(table[:1, :, 8:].expand(3, -1, -1), table[..., 8:])
+    # nearer patches are more alike
+    flat = table.reshape(12, 16)
+    sims = flat @ flat[0]
+    assert sims[1] > sims[2] > sims[3] and sims[4] > sims[8]
+
+
+def test_sincos_position_init_fills_the_patch_positions() -> None:
+    from mmseq.encoders import ImageEncoder
+    from mmseq.encoders.image import sincos_positions
+
+    cfg = ImageEncoderConfig(
+        image_size=16, patch_size=4, n_layers=1, position_init="sincos", block=tiny_block(32)
+    )
+    encoder = ImageEncoder(cfg)
+    torch.testing.assert_close(encoder.positions.data[1:], sincos_positions((4, 4), 32))
+    assert encoder.positions.requires_grad  # an initialisation: still trained
 
 
 @pytest.mark.parametrize(
@@ -237,6 +268,15 @@ def test_conv_stem_reaches_the_patch_grid_and_learns_through_every_layer() -> No
 def test_bad_stem_settings_are_named(stem: str, patch, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ImageEncoderConfig(image_size=24, patch_size=patch, stem=stem)
+
+
+def test_bad_position_init_is_named() -> None:
+    with pytest.raises(ValueError, match="position_init: expected 'random' or 'sincos'"):
+        ImageEncoderConfig(image_size=24, patch_size=8, position_init="rope")
+    with pytest.raises(ValueError, match="d_model divisible by 4"):
+        ImageEncoderConfig(
+            image_size=24, patch_size=8, position_init="sincos", block=BlockConfig(30, 2, 60)
+        )
 
 
 def test_strip_patches_read_an_image_as_a_sequence_of_columns() -> None:

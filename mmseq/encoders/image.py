@@ -34,6 +34,11 @@ class ImageEncoderConfig:
     # grid (Xiao et al. 2021, "Early convolutions help transformers see better"), which
     # trains faster from scratch on small data. Pretrained ViTs use "patch".
     stem: Literal["patch", "conv"] = "patch"
+    # Initial patch positions (always trained): "random" (timm, N(0, 0.02)) or "sincos", the
+    # fixed 2-D sine-cosine table of MAE, whose structure (nearby patches alike, x and y
+    # apart) a model trained from scratch otherwise has to learn before it can tell "left of"
+    # from "above". Pretrained weights overwrite either.
+    position_init: Literal["random", "sincos"] = "random"
     n_layers: int = 12
     block: BlockConfig = field(default_factory=_vit_base_block)
     # Preprocessing the encoder was trained with (used by image transforms).
@@ -46,6 +51,15 @@ class ImageEncoderConfig:
         self.image_mean, self.image_std = tuple(self.image_mean), tuple(self.image_std)
         if self.stem not in ("patch", "conv"):
             raise ValueError(f"stem: expected 'patch' or 'conv', got {self.stem!r}")
+        if self.position_init not in ("random", "sincos"):
+            raise ValueError(
+                f"position_init: expected 'random' or 'sincos', got {self.position_init!r}"
+            )
+        if self.position_init == "sincos" and self.block.d_model % 4:
+            raise ValueError(
+                f"position_init 'sincos' needs block.d_model divisible by 4, "
+                f"got {self.block.d_model}"
+            )
         ph, pw = self.patch_size
         if self.stem == "conv" and (ph != pw or ph & (ph - 1)):
             raise ValueError(
@@ -87,16 +101,39 @@ def resample_positions(
     return torch.cat([prefix, grid])
 
 
+def sincos_positions(grid: tuple[int, int], dim: int) -> Tensor:
+    """[rows * columns, dim] 2-D sine-cosine positions (MAE): the first half of each vector
+    encodes the row, the second the column, each as sin and cos at dim/4 frequencies."""
+
+    def axis(n: int) -> Tensor:  # [n, dim / 2]
+        frequencies = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+        angles = torch.arange(n, dtype=torch.float64)[:, None] * frequencies
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    rows, columns = grid
+    row, column = axis(rows), axis(columns)
+    table = torch.cat(
+        [row[:, None].expand(-1, columns, -1), column[None].expand(rows, -1, -1)], dim=-1
+    )
+    return table.reshape(rows * columns, dim).float()
+
+
 class ConvStem(nn.Sequential):
-    """[B, C, H, W] -> [B, D, H/p, W/p]: log2(p) stride-2 3x3 convolutions with GELU, channels
-    doubling up to D/2, then a 1x1 projection to D."""
+    """[B, C, H, W] -> [B, D, H/p, W/p]: log2(p) stride-2 3x3 convolutions, each followed by
+    BatchNorm and ReLU, channels doubling up to D, then a 1x1 projection to D (Xiao et al.
+    2021; timm's `ConvStem`). The normalisation is what makes it train fast: without it the
+    stem learned no sooner than a single patch projection."""
 
     def __init__(self, in_channels: int, d_model: int, patch_size: int) -> None:
         n = patch_size.bit_length() - 1
-        widths = [in_channels] + [max(16, d_model // 2 ** (n - i)) for i in range(n)]
+        widths = [in_channels] + [max(16, d_model // 2 ** (n - 1 - i)) for i in range(n)]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
         layers.append(nn.Conv2d(widths[-1], d_model, 1))
         super().__init__(*layers)
 
@@ -114,6 +151,9 @@ class ImageEncoder(nn.Module):
         self.class_token = nn.Parameter(torch.zeros(1, 1, d)) if cfg.class_token else None
         n_patches = cfg.grid[0] * cfg.grid[1]
         self.positions = nn.Parameter(torch.randn(self.n_prefix + n_patches, d) * 0.02)
+        if cfg.position_init == "sincos":
+            with torch.no_grad():
+                self.positions[self.n_prefix :] = sincos_positions(cfg.grid, d)
         self.stack = EncoderStack(cfg.block, cfg.n_layers)
 
     @property
