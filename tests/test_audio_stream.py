@@ -183,20 +183,29 @@ def test_windows_of_a_long_file_are_read_window_by_window(tmp_path: Path, rate: 
 
 
 def test_streamed_vad_equals_silero_on_the_whole_waveform(tmp_path: Path) -> None:
-    from silero_vad import get_speech_timestamps
-
-    from mmseq.data.vad import _silero
+    """mmseq's batched Silero (safetensors weights, one call per block) against silero-vad's
+    own TorchScript model called frame by frame by its get_speech_timestamps."""
+    from silero_vad import get_speech_timestamps, load_silero_vad
 
     audio = _speech(45.0)
     audio[20 * SR : 30 * SR] += (
         np.random.default_rng(1).normal(0, 0.005, 10 * SR).astype(np.float32)
     )
     probabilities = speech_probabilities(audio[i : i + 7777] for i in range(0, len(audio), 7777))
-    assert probabilities == speech_probabilities([audio])
+    np.testing.assert_allclose(probabilities, speech_probabilities([audio]), atol=1e-6)
+    reference = load_silero_vad()
+    expected_probabilities = []
+    for start in range(0, len(audio), 512):
+        frame = torch.from_numpy(audio[start : start + 512])
+        frame = torch.nn.functional.pad(frame, (0, 512 - len(frame)))
+        expected_probabilities.append(reference(frame, SR).item())
+    assert len(probabilities) == len(expected_probabilities) == -(-len(audio) // 512)
+    np.testing.assert_allclose(probabilities, expected_probabilities, atol=1e-5)
+    assert min(probabilities) < 0.1 and max(probabilities) > 0.9  # speech and silence both seen
     options = VadOptions()
     expected = get_speech_timestamps(
         torch.from_numpy(audio),
-        _silero(),
+        reference,
         threshold=options.threshold,
         sampling_rate=SR,
         min_speech_duration_ms=options.min_speech_ms,
@@ -209,6 +218,13 @@ def test_streamed_vad_equals_silero_on_the_whole_waveform(tmp_path: Path) -> Non
     sf.write(path, audio, SR, subtype="FLOAT")
     assert speech_regions(AudioStream(path)) == [(r["start"], r["end"]) for r in expected]
     assert speech_regions(audio) == speech_regions(AudioStream(path))
+
+
+def test_vad_of_audio_shorter_than_a_frame() -> None:
+    tiny = _speech(1.0)[:100]
+    probabilities = speech_probabilities([tiny])
+    assert len(probabilities) == 1 and 0.0 <= probabilities[0] <= 1.0
+    assert speech_probabilities([]) == []
 
 
 # --- transcription of a streamed file --------------------------------------------------------
