@@ -119,6 +119,7 @@ class _File:
     prompt_tokens: list[int]
     all_tokens: list[int] = field(default_factory=list)
     prompt_reset_since: int = 0
+    one_window: bool = False  # a voice-activity chunk: decoded once, see split_window
     seek: int = 0
     last_speech: float = 0.0  # end of the last word, for word-timestamp heuristics
 
@@ -207,8 +208,8 @@ class Transcriber:
         progress: Callable[[float], None] | None,
     ) -> Iterator[Transcript]:
         """The batched path: only the speech chunks found by VAD are transcribed, as
-        independent inputs (no conditioning across chunks), then put back on the file's
-        timeline. A file without speech still passes one empty chunk, to keep the order.
+        independent inputs of one window each (no conditioning across chunks, no second
+        window per chunk), then put back on the file's timeline. A file without speech still passes one empty chunk, to keep the order.
         Each file is read twice: for voice activity, then for the chunks' samples."""
         files: deque[tuple[_Job, list[tuple[int, int]]]] = deque()
 
@@ -226,7 +227,8 @@ class Transcriber:
                     continue
                 reader = ForwardReader(job.audio.blocks())
                 for start, end in chunks:
-                    yield _Job(job.name, AudioStream(reader.read(start, end).numpy()))
+                    samples = reader.read(start, end).numpy()
+                    yield _Job(job.name, AudioStream(samples), one_window=True)
 
         results = self._engine(chunk_jobs(), options, progress)
         for first in results:
@@ -254,7 +256,8 @@ class Transcriber:
         prompt = []
         if options.initial_prompt:
             prompt = self.whisper.tokenizer.encode(" " + options.initial_prompt.strip())
-        state = _File(index, transcript, mel, prompt)
+        one_window = job.one_window and mel.content_frames <= N_FRAMES
+        state = _File(index, transcript, mel, prompt, one_window=one_window)
         return transcript if state.done else state
 
     @torch.inference_mode()
@@ -305,9 +308,12 @@ class Transcriber:
         tokenizer = self.whisper.tokenizer
         eot = tokenizer.eot
         window_start = state.seek
-        segments, state.seek, single_ending = split_window(result, tokenizer, window_start, frames)
+        segments, state.seek, single_ending = split_window(
+            result, tokenizer, window_start, frames, keep_unfinished=state.one_window
+        )
         if options.word_timestamps or options.keep_alignments:
-            self._add_words(state, segments, states, frames, window_start, single_ending, options)
+            ended = single_ending or state.one_window  # nothing left to decode after the words
+            self._add_words(state, segments, states, frames, window_start, ended, options)
         transcript = state.transcript
         for segment in segments:
             if segment.start == segment.end or not segment.text.strip():
@@ -356,6 +362,7 @@ class _Job:
     name: str
     audio: AudioStream | None
     error: str | None = None
+    one_window: bool = False  # a voice-activity chunk of at most one window
 
 
 def _load(item: AudioInput) -> _Job:

@@ -295,6 +295,33 @@ def test_vad_transcribes_nothing_over_silence_or_noise(ours: Run, pauses) -> Non
     assert transcript.text.startswith("The meeting has been moved to Thursday afternoon")
 
 
+def test_vad_decodes_each_speech_chunk_once(
+    transcriber: Transcriber, inputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk ends in silence, so its unfinished last segment is closed at the chunk's end
+    rather than decoded again from its start (which costs a second encoder pass per chunk)."""
+    import mmseq.transcribe as transcribe_module
+    from mmseq.data.vad import speech_chunks
+
+    decoded: list[int] = []
+    decode = transcribe_module.decode_windows
+
+    def counting(whisper_model, states, prompt, options):  # noqa: ANN001, ANN202
+        decoded.append(states.shape[0])
+        return decode(whisper_model, states, prompt, options)
+
+    monkeypatch.setattr(transcribe_module, "decode_windows", counting)
+    chunks = speech_chunks(inputs["long"])
+    transcript = transcriber.transcribe([inputs["long"]], VAD)[0]
+    assert len(chunks) >= 2 and sum(decoded) == len(chunks)
+    spans = [(start / SR - 1e-6, end / SR + 1e-6) for start, end in chunks]
+    for segment in transcript.segments:  # each inside one chunk, the last ones closed by it
+        assert any(a <= segment.start < segment.end <= b for a, b in spans), segment
+    said = set(" ".join(_sentences(" ".join(SENTENCES))).split())
+    heard = set(" ".join(_sentences(transcript.text)).split())
+    assert len(said & heard) / len(said) > 0.8
+
+
 def test_sequential_path_over_silence_and_noise(ours: Run, pauses) -> None:
     transcript, silence = ours("pauses", fidelity_options(False)), pauses[1]["silence"]
     for segment in transcript.segments:

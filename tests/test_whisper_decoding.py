@@ -197,6 +197,24 @@ def test_split_window_drops_the_unfinished_segment(tok: WhisperTokenizer, words)
     assert not single
 
 
+def test_split_window_keeps_the_unfinished_segment_of_a_last_window(
+    tok: WhisperTokenizer, words
+) -> None:
+    tb = tok.timestamp_begin
+    hello, how, fine = words
+    first = [tb, *hello, tb + 100]
+    tokens = [*first, tb + 260, *fine]
+    segments, seek, single = split_window(_result(tokens), tok, 1000, 2000, keep_unfinished=True)
+    assert _spans(segments) == [(10.0, 12.0, " Hello there."), (15.2, 30.0, " Fine")]
+    assert segments[-1].tokens == [tb + 260, *fine]
+    assert seek == 3000 and not single  # the whole window is done
+    # nothing unfinished: the same as without the flag
+    whole = [*first, tb + 100, *fine, tb + 300]
+    assert split_window(_result(whole), tok, 0, 3000, keep_unfinished=True)[1:] == (
+        split_window(_result(whole), tok, 0, 3000)[1:]
+    )
+
+
 def test_split_window_ending_on_a_pair(tok: WhisperTokenizer, words) -> None:
     tb = tok.timestamp_begin
     hello = words[0]

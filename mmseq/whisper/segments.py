@@ -46,10 +46,16 @@ def split_window(
     tokenizer: WhisperTokenizer,
     seek: int,
     segment_frames: int,
+    keep_unfinished: bool = False,
 ) -> tuple[list[Segment], int, bool]:
     """Segments of a window that starts at mel frame `seek` and holds `segment_frames` frames
     of audio, the frame where the next window starts, and whether the window ended on a single
-    timestamp (nothing spoken after it)."""
+    timestamp (nothing spoken after it).
+
+    Text after the last complete segment is normally left for the next window, which starts
+    at that segment's end. With keep_unfinished (the window holds all that is left, e.g. a
+    voice-activity chunk that ends in silence) it becomes a last segment that ends with the
+    window instead, so no audio is decoded twice."""
     tb = tokenizer.timestamp_begin
     tokens = result.tokens
     is_ts = [t >= tb for t in tokens]
@@ -78,6 +84,7 @@ def split_window(
             duration = (timestamps[-1] - tb) * TIME_PRECISION
         return [segment(0.0, duration, tokens)], seek + segment_frames, single_timestamp_ending
 
+    unfinished = keep_unfinished and not single_timestamp_ending and cuts[-1] < len(tokens)
     if single_timestamp_ending:
         cuts.append(len(tokens))
     segments, last = [], 0
@@ -87,6 +94,10 @@ def split_window(
             segment((part[0] - tb) * TIME_PRECISION, (part[-1] - tb) * TIME_PRECISION, part)
         )
         last = cut
-    if single_timestamp_ending:
-        return segments, seek + segment_frames, True
+    if unfinished:
+        part = tokens[last:]  # starts with the timestamp after the last pair
+        end = segment_frames * HOP_LENGTH / SAMPLE_RATE
+        segments.append(segment((part[0] - tb) * TIME_PRECISION, end, part))
+    if single_timestamp_ending or unfinished:
+        return segments, seek + segment_frames, single_timestamp_ending
     return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN, False
