@@ -209,8 +209,9 @@ class Transcriber:
     ) -> Iterator[Transcript]:
         """The batched path: only the speech chunks found by VAD are transcribed, as
         independent inputs of one window each (no conditioning across chunks, no second
-        window per chunk), then put back on the file's timeline. A file without speech still passes one empty chunk, to keep the order.
-        Each file is read twice: for voice activity, then for the chunks' samples."""
+        window per chunk), then put back on the file's timeline. A file without speech
+        still passes one empty chunk, to keep the order. Each file is read twice: for voice
+        activity, then for the chunks' samples."""
         files: deque[tuple[_Job, list[tuple[int, int]]]] = deque()
 
         def chunk_jobs() -> Iterator[_Job]:
