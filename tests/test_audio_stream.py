@@ -220,6 +220,26 @@ def test_streamed_vad_equals_silero_on_the_whole_waveform(tmp_path: Path) -> Non
     assert speech_regions(audio) == speech_regions(AudioStream(path))
 
 
+def test_vad_refuses_a_silero_model_of_another_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import silero_vad
+
+    from mmseq.data import vad
+
+    class Other(torch.nn.Module):  # what a future release might ship
+        def __init__(self) -> None:
+            super().__init__()
+            self._model = torch.nn.Module()
+            self._model.add_module("encoder", torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+    monkeypatch.setattr(silero_vad, "load_silero_vad", Other)
+    vad._silero.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="another layout"):
+            vad._silero()
+    finally:
+        vad._silero.cache_clear()
+
+
 def test_vad_of_audio_shorter_than_a_frame() -> None:
     tiny = _speech(1.0)[:100]
     probabilities = speech_probabilities([tiny])

@@ -71,15 +71,18 @@ class SileroVad(nn.Module):
 
 
 def _weight_name(silero_name: str) -> str:
-    """The name in SileroVad of a weight of silero's TorchScript 16 kHz model."""
+    """The name in SileroVad of a weight of silero's TorchScript 16 kHz model (an unknown name
+    is returned as it is, and then refused)."""
+    parts = silero_name.split(".")
     if silero_name == "stft.forward_basis_buffer":
         return "stft.weight"
-    if silero_name.startswith("encoder."):  # encoder.<i>.reparam_conv.<p>: every other layer
-        _, i, _, p = silero_name.split(".")
-        return f"encoder.{2 * int(i)}.{p}"
+    if parts[0] == "encoder" and parts[2:3] == ["reparam_conv"]:  # every other layer is ours
+        return f"encoder.{2 * int(parts[1])}.{parts[-1]}"
     if silero_name.startswith("decoder.rnn."):  # an LSTMCell's weights are a 1-layer LSTM's
         return "lstm." + silero_name.removeprefix("decoder.rnn.") + "_l0"
-    return "head." + silero_name.removeprefix("decoder.decoder.2.")  # the 1x1 output conv
+    if silero_name.startswith("decoder.decoder.2."):  # the 1x1 output convolution
+        return "head." + silero_name.removeprefix("decoder.decoder.2.")
+    return silero_name
 
 
 @functools.lru_cache(maxsize=1)
@@ -96,11 +99,14 @@ def _silero() -> SileroVad:
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
         silero = load_silero_vad()._model  # the 16 kHz model; TorchScript, not a pickle
     model = SileroVad()
-    state = model.state_dict()
-    model.load_state_dict(
-        {_weight_name(name): w.reshape(state[_weight_name(name)].shape)
-         for name, w in silero.state_dict().items()}
-    )  # fmt: skip
+    ours = model.state_dict()
+    theirs = {_weight_name(name): w for name, w in silero.state_dict().items()}
+    if theirs.keys() != ours.keys() or any(w.numel() != ours[k].numel() for k, w in theirs.items()):
+        raise RuntimeError(
+            "this silero-vad release's 16 kHz model has another layout than the v5/v6 network "
+            "mmseq batches; install silero-vad 6.x (>= 6.2.2)"
+        )
+    model.load_state_dict({k: w.reshape(ours[k].shape) for k, w in theirs.items()})
     return model.eval()
 
 
