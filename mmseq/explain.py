@@ -307,8 +307,9 @@ def render_alignment(title: str, panels: list[WindowPanel]) -> Image.Image:
     texts = [AXIS_TITLE] + [w.word for p in panels for w in p.words]
     label_width = min(MAX_LABEL, max(round(measure.textlength(t, font=font)) for t in texts))
     width = label_width + TIME_WIDTH + 6 * PAD
-    shown = _panels_that_fit(title, panels, width)
-    heights = [panel_height(p, len(panels)) for p in shown] or [LABEL + PAD]
+    heights = [panel_height(p, len(panels)) for p in panels]
+    n_shown = _panels_that_fit(title, panels, heights, width)
+    shown, heights = panels[:n_shown], heights[:n_shown] or [LABEL + PAD]
     figure = Image.new("RGB", (width, HEADER + sum(heights)), BACKGROUND)
     draw = ImageDraw.Draw(figure)
     header = f"{title}: cross-attention per word, DTW path in cyan"
@@ -329,14 +330,13 @@ def render_alignment(title: str, panels: list[WindowPanel]) -> Image.Image:
     return figure
 
 
-def _panels_that_fit(title: str, panels: list[WindowPanel], width: int) -> list[WindowPanel]:
-    """The first panels whose figure stays within `Image.MAX_IMAGE_PIXELS` (at least one)."""
+def _panels_that_fit(title: str, panels: list[WindowPanel], heights: list[int], width: int) -> int:
+    """How many of the first panels (of `heights` pixels) keep the figure within
+    `Image.MAX_IMAGE_PIXELS` (at least one)."""
     limit = Image.MAX_IMAGE_PIXELS or math.inf
     height, n = HEADER, 0
-    while n < len(panels) and (
-        n == 0 or width * (height + panel_height(panels[n], len(panels))) <= limit
-    ):
-        height += panel_height(panels[n], len(panels))
+    while n < len(panels) and (n == 0 or width * (height + heights[n]) <= limit):
+        height += heights[n]
         n += 1
     if n < len(panels):
         log.warning(
@@ -347,7 +347,7 @@ def _panels_that_fit(title: str, panels: list[WindowPanel], width: int) -> list[
             len(panels),
             panels[n - 1].end,
         )
-    return panels[:n]
+    return n
 
 
 def panel_height(panel: WindowPanel, n_panels: int) -> int:
