@@ -105,6 +105,13 @@ def test_missing_model_path_is_a_usage_error() -> None:
     assert "Traceback" not in run.stderr
 
 
+def test_compile_with_int8_is_a_usage_error() -> None:
+    run = mmseq("transcribe", "--compile", "--compute-type", "int8", CLIPS / GOOD[0])
+    assert run.returncode == 2 and run.stdout == ""
+    assert "mmseq: error: compile: not with compute_type int8" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_model_dir_without_checkpoint(tmp_path: Path) -> None:
     run = mmseq("transcribe", "--model", tmp_path, CLIPS / GOOD[0])
     assert run.returncode == 2
