@@ -30,6 +30,7 @@ from mmseq.encoders.audio_features import (
     ForwardReader,
     WindowedLogMel,
 )
+from mmseq.precision import Int8WeightLinear
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
 from mmseq.whisper.decoding import (
     DecodingOptions,
@@ -41,6 +42,10 @@ from mmseq.whisper.segments import Segment, Word, split_window
 from mmseq.whisper.timing import Alignment, align, attach_words
 
 AudioInput = str | os.PathLike | np.ndarray
+_NO_INT8_COMPILE = (
+    "compile: not with compute_type int8 (measured no faster, and it changes the int8 "
+    "rounding); use float32 or bfloat16"
+)
 
 
 @dataclass(frozen=True)
@@ -136,11 +141,12 @@ class Transcriber:
     """Holds a loaded model; call `transcribe` as often as needed.
 
     compile=True runs the encoder and the decoder through `torch.compile` (dynamic shapes, so
-    the growing self-attention cache does not recompile each step). Compiling costs tens of
-    seconds on the first windows; measured on a 2-core CPU (tiny.en, fp32) it then saves about
-    3% of the decoding time, which is bound by reading weights there, so it pays off for long
-    or many files and on accelerators, not for a single clip. With int8 it measured no faster
-    and rounds differently from eager int8, so that pair is refused.
+    the growing self-attention cache does not recompile each step). Compiling costs 30-60 s
+    on the first window; measured on a 2-core CPU (tiny.en, fp32, 190 s of speech) it then
+    gives the same tokens 6% faster (8.98 s -> 8.40 s): decoding there is bound by reading
+    weights, not by Python. It pays off for long or many files and on accelerators, not for a
+    single clip. With int8 layers it measured no faster and rounds differently from eager int8,
+    so that pair is refused.
     """
 
     def __init__(
@@ -151,14 +157,13 @@ class Transcriber:
         compile: bool = False,
     ) -> None:
         if compile and compute_type == "int8":
-            raise ValueError(
-                "compile: not with compute_type int8 (measured no faster, and it changes the "
-                "int8 rounding); use float32 or bfloat16"
-            )
+            raise ValueError(_NO_INT8_COMPILE)
         if isinstance(model, Whisper):
             self.whisper = model
         else:
             self.whisper = load_whisper(model, device, compute_type)
+        if compile and any(isinstance(m, Int8WeightLinear) for m in self.whisper.model.modules()):
+            raise ValueError(_NO_INT8_COMPILE)
         if compile:
             self.whisper.model.encoders["audio"].compile(dynamic=True)
             self.whisper.model.decoder.compile(dynamic=True)

@@ -110,3 +110,6 @@ def test_compile_gives_the_eager_tokens() -> None:
 def test_compile_refuses_int8() -> None:
     with pytest.raises(ValueError, match="compile: not with compute_type int8"):
         Transcriber(compute_type="int8", compile=True)
+    int8 = Transcriber(compute_type="int8").whisper  # a loaded int8 model passed in
+    with pytest.raises(ValueError, match="compile: not with compute_type int8"):
+        Transcriber(int8, compile=True)
