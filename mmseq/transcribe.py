@@ -42,10 +42,6 @@ from mmseq.whisper.segments import Segment, Word, split_window
 from mmseq.whisper.timing import Alignment, align, attach_words
 
 AudioInput = str | os.PathLike | np.ndarray
-_NO_INT8_COMPILE = (
-    "compile: not with compute_type int8 (measured no faster, and it changes the int8 "
-    "rounding); use float32 or bfloat16"
-)
 
 
 @dataclass(frozen=True)
@@ -156,17 +152,19 @@ class Transcriber:
         compute_type: str = "float32",
         compile: bool = False,
     ) -> None:
-        if compile and compute_type == "int8":
-            raise ValueError(_NO_INT8_COMPILE)
         if isinstance(model, Whisper):
             self.whisper = model
         else:
             self.whisper = load_whisper(model, device, compute_type)
-        if compile and any(isinstance(m, Int8WeightLinear) for m in self.whisper.model.modules()):
-            raise ValueError(_NO_INT8_COMPILE)
         if compile:
-            self.whisper.model.encoders["audio"].compile(dynamic=True)
-            self.whisper.model.decoder.compile(dynamic=True)
+            network = self.whisper.model
+            if any(isinstance(m, Int8WeightLinear) for m in network.modules()):  # however made
+                raise ValueError(
+                    "compile: not with compute_type int8 (measured no faster, and it changes "
+                    "the int8 rounding); use float32 or bfloat16"
+                )
+            network.encoders["audio"].compile(dynamic=True)
+            network.decoder.compile(dynamic=True)
 
     def transcribe(
         self, inputs: Sequence[AudioInput], options: TranscribeOptions | None = None

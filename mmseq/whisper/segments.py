@@ -60,6 +60,7 @@ def split_window(
     tokens = result.tokens
     is_ts = [t >= tb for t in tokens]
     offset = seek * HOP_LENGTH / SAMPLE_RATE
+    window_seconds = segment_frames * HOP_LENGTH / SAMPLE_RATE
 
     def segment(start: float, end: float, part: list[int]) -> Segment:
         return Segment(
@@ -78,13 +79,14 @@ def split_window(
     # a segment ends after each pair of consecutive timestamps
     cuts = [i for i in range(1, len(tokens)) if is_ts[i - 1] and is_ts[i]]
     if not cuts:
-        duration = segment_frames * HOP_LENGTH / SAMPLE_RATE
+        duration = window_seconds
         timestamps = [t for t in tokens if t >= tb]
         if timestamps and timestamps[-1] != tb:
             duration = (timestamps[-1] - tb) * TIME_PRECISION
         return [segment(0.0, duration, tokens)], seek + segment_frames, single_timestamp_ending
 
-    unfinished = keep_unfinished and not single_timestamp_ending and cuts[-1] < len(tokens)
+    # a pair's second timestamp starts the next part, so some tokens always follow the last cut
+    unfinished = keep_unfinished and not single_timestamp_ending
     if single_timestamp_ending:
         cuts.append(len(tokens))
     segments, last = [], 0
@@ -96,8 +98,7 @@ def split_window(
         last = cut
     if unfinished:
         part = tokens[last:]  # starts with the timestamp after the last pair
-        end = segment_frames * HOP_LENGTH / SAMPLE_RATE
-        segments.append(segment((part[0] - tb) * TIME_PRECISION, end, part))
+        segments.append(segment((part[0] - tb) * TIME_PRECISION, window_seconds, part))
     if single_timestamp_ending or unfinished:
         return segments, seek + segment_frames, single_timestamp_ending
     return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN, False
