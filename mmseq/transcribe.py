@@ -344,7 +344,8 @@ class Transcriber:
             result, tokenizer, window_start, frames, keep_unfinished=state.one_window
         )
         if options.word_timestamps or options.keep_alignments:
-            ended = single_ending or state.one_window  # nothing left to decode after the words
+            # nothing left to decode after the words: a voice-activity chunk decoded to its end
+            ended = single_ending or (state.one_window and state.seek >= window_start + frames)
             self._add_words(state, segments, states, frames, window_start, ended, options)
         transcript = state.transcript
         for segment in segments:

@@ -221,6 +221,13 @@ def test_split_window_ending_on_a_pair(tok: WhisperTokenizer, words) -> None:
     segments, seek, single = split_window(_result([tb, *hello, tb + 100, tb + 100]), tok, 0, 3000)
     assert _spans(segments) == [(0.0, 2.0, " Hello there.")]
     assert seek == 200 and not single
+    # a voice-activity chunk too: the decoder stopped between segments, so the rest of the
+    # window is decoded again from 2.0 s rather than skipped
+    kept, seek, single = split_window(
+        _result([tb, *hello, tb + 100, tb + 100]), tok, 0, 3000, keep_unfinished=True
+    )
+    assert _spans(kept) == [(0.0, 2.0, " Hello there.")]
+    assert seek == 200 and not single
 
 
 def test_split_window_single_timestamp_ending(tok: WhisperTokenizer, words) -> None:

@@ -55,7 +55,8 @@ def split_window(
     Text after the last complete segment is normally left for the next window, which starts
     at that segment's end. With keep_unfinished (the window holds all that is left, e.g. a
     voice-activity chunk that ends in silence) it becomes a last segment that ends with the
-    window instead, so no audio is decoded twice."""
+    window instead, so no audio is decoded twice; a window that ends on a pair of timestamps
+    still resumes there."""
     tb = tokenizer.timestamp_begin
     tokens = result.tokens
     is_ts = [t >= tb for t in tokens]
@@ -85,8 +86,10 @@ def split_window(
             duration = (timestamps[-1] - tb) * TIME_PRECISION
         return [segment(0.0, duration, tokens)], seek + segment_frames, single_timestamp_ending
 
-    # a pair's second timestamp starts the next part, so some tokens always follow the last cut
-    unfinished = keep_unfinished and not single_timestamp_ending
+    # text after the last pair's second timestamp: the window stopped inside a segment. A window
+    # that ends on a pair stopped between segments (e.g. <|18.00|><|18.00|> then EOT, 8 s of
+    # speech left): decoding resumes at that timestamp, as openai-whisper's does
+    unfinished = keep_unfinished and not single_timestamp_ending and cuts[-1] < len(tokens) - 1
     if single_timestamp_ending:
         cuts.append(len(tokens))
     segments, last = [], 0
