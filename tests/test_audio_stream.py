@@ -20,7 +20,13 @@ from mmseq.data.audio import (
     StreamingResampler,
     load_audio,
 )
-from mmseq.data.vad import VadOptions, speech_probabilities, speech_regions
+from mmseq.data.vad import (
+    SpeechChunk,
+    VadOptions,
+    pack_regions,
+    speech_probabilities,
+    speech_regions,
+)
 from mmseq.encoders.audio_features import (
     N_FRAMES,
     N_SAMPLES,
@@ -240,11 +246,61 @@ def test_vad_refuses_a_silero_model_of_another_layout(monkeypatch: pytest.Monkey
         vad._silero.cache_clear()
 
 
+def test_loading_the_vad_keeps_torchs_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing silero_vad runs torch.set_num_threads(1) for the whole process; before mmseq
+    restored the count, the VAD path's encoder and decoder ran on one thread (int8, 2 x 4 min:
+    16.3 s instead of 11.8 s)."""
+    import sys
+
+    from mmseq.data import vad
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "silero_vad"]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, as in a new process
+    threads = torch.get_num_threads()
+    vad._silero.cache_clear()
+    try:
+        torch.set_num_threads(2)
+        vad._silero()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+        vad._silero.cache_clear()
+
+
 def test_vad_of_audio_shorter_than_a_frame() -> None:
     tiny = _speech(1.0)[:100]
     probabilities = speech_probabilities([tiny])
     assert len(probabilities) == 1 and 0.0 <= probabilities[0] <= 1.0
     assert speech_probabilities([]) == []
+
+
+def test_regions_are_packed_up_to_a_window_of_speech_and_split_at_long_pauses() -> None:
+    sr = 16000
+    regions = [(0, 10 * sr), (12 * sr, 22 * sr), (23 * sr, 31 * sr), (32 * sr, 40 * sr)]
+    chunks = pack_regions(regions, max_samples=30 * sr, max_gap=3 * sr)
+    # 10 + 10 + 8 s of speech fill one window (9 s of pauses dropped); the fourth starts another
+    assert [c.regions for c in chunks] == [tuple(regions[:3]), (regions[3],)]
+    assert chunks[0].samples == 28 * sr and chunks[1].start == 32 * sr
+    # a pause longer than max_gap starts a new chunk however little speech it holds
+    split = pack_regions([(0, sr), (5 * sr, 6 * sr)], max_samples=30 * sr, max_gap=3 * sr)
+    assert [c.regions for c in split] == [((0, sr),), ((5 * sr, 6 * sr),)]
+    # a region longer than a window is cut to one
+    assert pack_regions([(0, 40 * sr)], 30 * sr, 3 * sr)[0].regions == ((0, 30 * sr),)
+    assert pack_regions([], 30 * sr, 3 * sr) == []
+
+
+def test_chunk_times_go_back_onto_the_recording() -> None:
+    # regions 2-7 s and 10-14 s: chunk time 0-5 s is 2-7 s, 5-9 s is 10-14 s
+    chunk = SpeechChunk(((2 * 16000, 7 * 16000), (10 * 16000, 14 * 16000)))
+    assert chunk.recording_time(0.0) == 2.0 and chunk.recording_time(1.5) == 3.5
+    assert chunk.recording_time(6.0) == 11.0 and chunk.recording_time(6.0, end=True) == 11.0
+    # near the seam (chunk time 5.0): a start in the first region's last 0.2 s opens the
+    # second region; an end in the second region's first 0.2 s closes the first one
+    assert chunk.recording_time(4.9) == 10.0 and chunk.recording_time(4.7) == pytest.approx(6.7)
+    assert chunk.recording_time(5.1, end=True) == 7.0
+    assert chunk.recording_time(5.3, end=True) == pytest.approx(10.3)
+    # times outside the chunk stay on its speech
+    assert chunk.recording_time(12.0, end=True) == 14.0 and chunk.recording_time(-1.0) == 2.0
 
 
 # --- transcription of a streamed file --------------------------------------------------------

@@ -66,6 +66,9 @@ def fidelity_options(condition: bool, words: bool = False) -> TranscribeOptions:
 
 
 VAD = TranscribeOptions(vad=True)
+# without timestamps (faster-whisper's batched default): a chunk's words time one segment per
+# sentence
+VAD_TEXT = TranscribeOptions(vad=True, without_timestamps=True, word_timestamps=True)
 
 
 Stretches = dict[str, tuple[float, float]]
@@ -218,7 +221,7 @@ def test_windowed_log_mel_equals_openai(transcriber: Transcriber, inputs) -> Non
 
 # --- invariants ------------------------------------------------------------------------------
 
-PATHS = {"sequential": fidelity_options(True), "vad": VAD}
+PATHS = {"sequential": fidelity_options(True), "vad": VAD, "vad-text": VAD_TEXT}
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -284,12 +287,18 @@ def _overlaps(segment, stretch: tuple[float, float], margin: float = 0.5) -> boo
     return segment.start < stretch[1] - margin and segment.end > stretch[0] + margin
 
 
-def test_vad_transcribes_nothing_over_silence_or_noise(ours: Run, pauses) -> None:
-    transcript, stretches = ours("pauses", VAD), pauses[1]
+@pytest.mark.parametrize("options", [VAD, VAD_TEXT], ids=["timestamps", "text"])
+def test_vad_transcribes_nothing_over_silence_or_noise(
+    ours: Run, pauses, options: TranscribeOptions
+) -> None:
+    transcript, stretches = ours("pauses", options), pauses[1]
     assert transcript.error is None
     for segment in transcript.segments:
         assert not _overlaps(segment, stretches["silence"]), segment
         assert not _overlaps(segment, stretches["noise"]), segment
+        for word in segment.words:  # word timestamps (VAD_TEXT) keep to their segment
+            inside = segment.start - 0.01, segment.end + 0.01  # words are rounded to 10 ms
+            assert inside[0] <= word.start <= word.end <= inside[1], (word, segment)
     assert any(_overlaps(s, stretches["last sentence"]) for s in transcript.segments)
     assert "platform every morning" in transcript.text
     assert transcript.text.startswith("The meeting has been moved to Thursday afternoon")
@@ -314,7 +323,7 @@ def test_vad_decodes_each_speech_chunk_once(
     chunks = speech_chunks(inputs["long"])
     transcript = transcriber.transcribe([inputs["long"]], VAD)[0]
     assert len(chunks) >= 2 and sum(decoded) == len(chunks)
-    spans = [(start / SR - 1e-6, end / SR + 1e-6) for start, end in chunks]
+    spans = [(c.start / SR - 1e-6, c.regions[-1][1] / SR + 1e-6) for c in chunks]
     for segment in transcript.segments:  # each inside one chunk, the last ones closed by it
         assert any(a <= segment.start < segment.end <= b for a, b in spans), segment
     said = set(" ".join(_sentences(" ".join(SENTENCES))).split())

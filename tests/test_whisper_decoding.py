@@ -19,7 +19,7 @@ from mmseq.whisper.decoding import (
     initial_tokens,
 )
 from mmseq.whisper.loading import embedded_model_dir
-from mmseq.whisper.segments import split_window
+from mmseq.whisper.segments import split_sentences, split_window
 from mmseq.whisper.timing import dtw, split_words
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
@@ -260,6 +260,19 @@ def test_split_window_without_timestamps(
     assert _spans(segments) == [(5.0, 17.34, " Hello there.")]
     assert segments[0].tokens == tokens
     assert seek == 500 + 1234 and not single
+
+
+def test_split_sentences_cuts_after_each_sentence(tok: WhisperTokenizer, words) -> None:
+    hello, how, fine = words
+    pi = tok.encode(" Pi is 3.14 today")  # a full stop inside a number is no sentence end
+    tokens = [*hello, *how, *pi, *fine]
+    (segment,), _, _ = split_window(_result(tokens), tok, 0, 3000)
+    parts = split_sentences(segment, tok)
+    assert [p.text for p in parts] == [" Hello there.", " How are you?", " Pi is 3.14 today Fine"]
+    assert [t for p in parts for t in p.tokens] == tokens
+    assert all((p.start, p.end, p.avg_logprob) == (0.0, 30.0, -0.25) for p in parts)
+    (single,) = split_sentences(split_window(_result(hello), tok, 0, 3000)[0][0], tok)
+    assert single.tokens == hello
 
 
 # --- the prompt ----------------------------------------------------------------------------

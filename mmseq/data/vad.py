@@ -1,5 +1,5 @@
 """Voice-activity detection with Silero VAD (the `silero-vad` package ships its model, so
-nothing is downloaded), and grouping of speech into chunks of at most 30 s.
+nothing is downloaded), and packing of speech into chunks of at most 30 s.
 
 The batched transcription path decodes only these chunks: silence and noise between them never
 reach the decoder, which is where Whisper invents text.
@@ -32,7 +32,8 @@ class VadOptions:
     min_speech_ms: int = 250
     min_silence_ms: int = 500  # shorter pauses stay inside one speech region
     speech_pad_ms: int = 200  # margin kept around each region so no word is clipped
-    max_chunk_s: float = 30.0  # one Whisper window
+    max_chunk_s: float = 30.0  # speech per chunk: one Whisper window
+    max_gap_s: float = 3.0  # a longer pause between regions starts a new chunk
 
 
 class SileroVad(nn.Module):
@@ -87,6 +88,7 @@ def _weight_name(silero_name: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _silero() -> SileroVad:
+    threads = torch.get_num_threads()
     try:
         # get_speech_timestamps_from_probs: silero-vad >= 6.2.2
         from silero_vad import get_speech_timestamps_from_probs, load_silero_vad  # noqa: F401
@@ -95,6 +97,10 @@ def _silero() -> SileroVad:
             "voice-activity detection needs the silero-vad package (6.2.2 or later): "
             "pip install -U 'mmseq[vad]'"
         ) from None
+    finally:
+        # importing silero_vad runs torch.set_num_threads(1) for the whole process: everything
+        # after it (encoder, decoder) ran on one thread until this was restored
+        torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
         silero = load_silero_vad()._model  # the 16 kHz model; TorchScript, not a pickle
@@ -166,20 +172,66 @@ def speech_probabilities(blocks: Iterable[np.ndarray]) -> list[float]:
     return probabilities
 
 
-def group_regions(regions: list[tuple[int, int]], max_samples: int) -> list[tuple[int, int]]:
-    """Merge consecutive speech regions into spans of at most max_samples (silence between
-    regions of one span is kept, so timestamps inside a span stay true)."""
-    chunks: list[tuple[int, int]] = []
+SEAM_SNAP_S = 0.2  # the default speech padding; see SpeechChunk.recording_time
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    """Speech regions transcribed as one window: their samples back to back, without the
+    silence between them (as faster-whisper's batched pipeline packs them), so a window holds
+    up to 30 s of speech; `recording_time` puts a time in the chunk back on the recording."""
+
+    regions: tuple[tuple[int, int], ...]  # (start, end) samples in the recording, in order
+
+    @property
+    def start(self) -> int:
+        return self.regions[0][0]
+
+    @property
+    def samples(self) -> int:
+        return sum(end - start for start, end in self.regions)
+
+    def recording_time(self, seconds: float, end: bool = False) -> float:
+        """Seconds from the chunk's first sample -> seconds in the recording, within the
+        chunk's regions. Whisper's times come in 20 ms steps and a region ends in its padding,
+        so a start within SEAM_SNAP_S before a seam moves to the next region's start, and an
+        end (`end`) within SEAM_SNAP_S after a seam to the previous region's end."""
+        at = seconds * SAMPLE_RATE
+        probe = at - SEAM_SNAP_S * SAMPLE_RATE if end else at + SEAM_SNAP_S * SAMPLE_RATE
+        before = 0  # chunk samples before the current region
+        for i, (start, stop) in enumerate(self.regions):
+            length = stop - start
+            if probe < before + length or i == len(self.regions) - 1:
+                return (start + min(max(at - before, 0), length)) / SAMPLE_RATE
+            before += length
+        raise ValueError("a SpeechChunk needs at least one region")
+
+
+def pack_regions(
+    regions: list[tuple[int, int]], max_samples: int, max_gap: int
+) -> list[SpeechChunk]:
+    """Consecutive speech regions packed into chunks of at most max_samples of speech. A pause
+    longer than max_gap samples starts a new chunk, so no segment decoded across the seam of
+    two regions can span a long silence."""
+    chunks: list[list[tuple[int, int]]] = []
+    used = 0
     for start, end in regions:
-        if chunks and end - chunks[-1][0] <= max_samples:
-            chunks[-1] = (chunks[-1][0], end)
+        end = min(end, start + max_samples)
+        if chunks and used + end - start <= max_samples and start - chunks[-1][-1][1] <= max_gap:
+            chunks[-1].append((start, end))
+            used += end - start
         else:
-            chunks.append((start, min(end, start + max_samples)))
-    return chunks
+            chunks.append([(start, end)])
+            used = end - start
+    return [SpeechChunk(tuple(c)) for c in chunks]
 
 
 def speech_chunks(
     audio: np.ndarray | AudioStream, options: VadOptions = VadOptions()
-) -> list[tuple[int, int]]:
-    """Sample ranges to transcribe: speech regions grouped into chunks of at most one window."""
-    return group_regions(speech_regions(audio, options), round(options.max_chunk_s * SAMPLE_RATE))
+) -> list[SpeechChunk]:
+    """What to transcribe: speech regions packed into chunks of at most one window."""
+    return pack_regions(
+        speech_regions(audio, options),
+        round(options.max_chunk_s * SAMPLE_RATE),
+        round(options.max_gap_s * SAMPLE_RATE),
+    )

@@ -7,7 +7,7 @@ otherwise the unfinished last segment is dropped and decoding resumes at its sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mmseq.encoders.audio_features import HOP_LENGTH, SAMPLE_RATE
 from mmseq.whisper.decoding import WindowResult
@@ -105,3 +105,25 @@ def split_window(
     if single_timestamp_ending or unfinished:
         return segments, seek + segment_frames, single_timestamp_ending
     return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN, False
+
+
+SENTENCE_END = (".", "?", "!")
+
+
+def split_sentences(segment: Segment, tokenizer: WhisperTokenizer) -> list[Segment]:
+    """A segment decoded without timestamps, cut after each token that ends a sentence and is
+    followed by a word (so "3.5" stays whole). The parts keep the segment's times and scores;
+    word timestamps then move each part's bounds onto its words."""
+    tokens = segment.tokens
+    cuts = [
+        i + 1
+        for i in range(len(tokens) - 1)
+        if tokens[i] < tokenizer.eot
+        and tokenizer.decode([tokens[i]]).endswith(SENTENCE_END)
+        and tokenizer.decode([tokens[i + 1]]).startswith(" ")
+    ]
+    bounds = [0, *cuts, len(tokens)]
+    return [
+        replace(segment, text=tokenizer.decode(tokens[a:b]), tokens=tokens[a:b], words=[])
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
