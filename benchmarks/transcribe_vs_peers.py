@@ -57,7 +57,7 @@ Run: `.venv/bin/python benchmarks/transcribe_vs_peers.py [--engines mmseq hf ope
 faster-whisper] [--sets short long] [--short-clips 120] [--long-minutes 4] [--threads 2]
 [--trials N] [--bf16] [--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60]
 [--memory-paths seq vad]`.
-Defaults take about 20 minutes on an idle 2-core CPU (the memory check about 15 to 20). LONG's
+Defaults take about 16 minutes on an idle 2-core CPU (the memory check about 10). LONG's
 4 minutes per recording (about 1200 reference words in all) keep one word at 0.1 WER points;
 at 1.5 minutes the modes' WER moved by several points with identical weights.
 """
