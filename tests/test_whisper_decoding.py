@@ -20,7 +20,7 @@ from mmseq.whisper.decoding import (
 )
 from mmseq.whisper.loading import embedded_model_dir
 from mmseq.whisper.segments import split_sentences, split_window
-from mmseq.whisper.timing import dtw, split_words
+from mmseq.whisper.timing import _median_filter, dtw, split_words
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -304,6 +304,16 @@ def test_dtw_matches_openai_on_random_costs(shape: tuple[int, int]) -> None:
     tokens, frames = dtw(x)
     np.testing.assert_array_equal(np.stack([tokens, frames]), whisper.timing.dtw_cpu(x))
     assert tokens[0] == frames[0] == 0 and (tokens[-1], frames[-1]) == (shape[0] - 1, shape[1] - 1)
+
+
+@pytest.mark.parametrize("width", [1, 3, 7, 9])
+@pytest.mark.parametrize("shape", [(8, 40, 750), (2, 3, 5), (1, 2, 4)])
+def test_median_filter_matches_openai(width: int, shape: tuple[int, ...]) -> None:
+    """Exactly openai-whisper's median filter, ties (small integers) and short rows included."""
+    rng = np.random.default_rng(width)
+    for x in (rng.standard_normal(shape), rng.integers(0, 3, shape)):
+        x = torch.from_numpy(x.astype(np.float32))
+        assert torch.equal(_median_filter(x, width), whisper.timing.median_filter(x, width))
 
 
 def test_dtw_breaks_ties_as_openai() -> None:
