@@ -10,9 +10,9 @@ Method
 - Data, made at run time with espeak-ng (`mmseq.data.synth`): SHORT is `--short-clips` clips
   of 3-12 s (default 120: each of 24 sentences in each of five voices, about 580 s and 1200
   words, so one word is 0.1 WER points; at 16 clips the modes' WER differed by 3 points that a
-  bigger set showed to be noise); LONG is two recordings of `--long-minutes` each, made of the
-  same kind of sentences separated by 1-3 s pauses plus one 10 s pause. References are the
-  sentences (concatenated for LONG).
+  bigger set showed to be noise); LONG is `--long-recordings` (2) recordings of
+  `--long-minutes` each, made of the same kind of sentences separated by 1-3 s pauses plus one
+  10 s pause. References are the sentences (concatenated for LONG).
 - Decoding: greedy, one temperature (0, no fallback), language "en", no conditioning on the
   previous text, each engine's default no-speech and log-prob thresholds (the same numbers in
   mmseq, openai-whisper and faster-whisper). SHORT: no timestamps, one clip per window; mmseq
@@ -54,7 +54,8 @@ Method
   mode and would take most of the run.
 
 Run: `.venv/bin/python benchmarks/transcribe_vs_peers.py [--engines mmseq hf openai-whisper
-faster-whisper] [--sets short long] [--short-clips 120] [--long-minutes 4] [--threads 2]
+faster-whisper] [--sets short long] [--short-clips 120] [--long-minutes 4] [--long-recordings 2]
+[--threads 2]
 [--trials N] [--bf16] [--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60]
 [--memory-paths seq vad]`.
 Defaults take about 16 minutes on an idle 2-core CPU (the memory check about 10). LONG's
@@ -225,9 +226,12 @@ def long_recording(minutes: float, first: int = 0) -> tuple[np.ndarray, str]:
     return recording(parts, voices=VOICES), " ".join(spoken)
 
 
-def long_set(folder: Path, minutes: float) -> DataSet:
-    """Two recordings that start at different sentences."""
-    made = [long_recording(minutes, first) for first in (0, len(SENTENCES) // 2)]
+def long_set(folder: Path, minutes: float, recordings: int = 2) -> DataSet:
+    """`recordings` recordings that start at different sentences."""
+    if recordings < 1:
+        raise ValueError(f"--long-recordings: expected at least 1, got {recordings}")
+    firsts = [k * len(SENTENCES) // recordings for k in range(recordings)]
+    made = [long_recording(minutes, first) for first in firsts]
     return save_set("long", folder, [a for a, _ in made], [t for _, t in made])
 
 
@@ -639,6 +643,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     p.add_argument("--short-clips", type=int, default=120, help="SHORT clips (at most 120)")
     p.add_argument("--long-minutes", type=float, default=4.0, help="per LONG recording")
+    p.add_argument(
+        "--long-recordings",
+        type=int,
+        default=2,
+        help="LONG recordings (more make its WER decidable to 0.5 points: two sets of 2 x 4 "
+        "min disagreed by up to 1 point on the same modes)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch / CTranslate2 threads")
     p.add_argument("--trials", type=int, default=1, help="timed passes, best kept")
     p.add_argument("--bf16", action="store_true", help="measure bf16 on a CPU that emulates it")
@@ -671,7 +682,7 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     if "short" in args.sets:
         data["short"] = short_set(folder, args.short_clips)
     if "long" in args.sets:
-        data["long"] = long_set(folder, args.long_minutes)
+        data["long"] = long_set(folder, args.long_minutes, args.long_recordings)
     for d in data.values():
         print(f"{d.name}: {len(d.references)} recordings, {d.audio_s:.1f} s of audio ({d.span})")
     peers = prepare_peers(folder)
