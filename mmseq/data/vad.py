@@ -172,7 +172,7 @@ def speech_probabilities(blocks: Iterable[np.ndarray]) -> list[float]:
     return probabilities
 
 
-SEAM_SNAP_S = 0.2  # the default speech padding; see SpeechChunk.recording_time
+SEAM_SNAP_S = VadOptions.speech_pad_ms / 1000  # the default padding; see SpeechChunk.recording_time
 
 
 @dataclass(frozen=True)

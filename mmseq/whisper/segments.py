@@ -115,12 +115,13 @@ def split_sentences(segment: Segment, tokenizer: WhisperTokenizer) -> list[Segme
     followed by a word (so "3.5" stays whole). The parts keep the segment's times and scores;
     word timestamps then move each part's bounds onto its words."""
     tokens = segment.tokens
+    pieces = [tokenizer.decode([t]) for t in tokens]
     cuts = [
         i + 1
         for i in range(len(tokens) - 1)
         if tokens[i] < tokenizer.eot
-        and tokenizer.decode([tokens[i]]).endswith(SENTENCE_END)
-        and tokenizer.decode([tokens[i + 1]]).startswith(" ")
+        and pieces[i].endswith(SENTENCE_END)
+        and pieces[i + 1].startswith(" ")
     ]
     bounds = [0, *cuts, len(tokens)]
     return [
