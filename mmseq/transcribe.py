@@ -37,6 +37,7 @@ from mmseq.whisper.decoding import (
     WindowResult,
     compression_ratio,
     decode_windows,
+    detect_language,
 )
 from mmseq.whisper.segments import Segment, Word, split_sentences, split_window
 from mmseq.whisper.timing import Alignment, align, attach_words
@@ -66,6 +67,10 @@ class TranscribeOptions:
     keep_alignments: bool = False
     vad: bool = False  # batched path: transcribe only the speech chunks found by Silero VAD
     batch_size: int = 8
+    # multilingual models: None detects it per file (per speech chunk with vad) from the first
+    # 30 s, as openai-whisper does; English-only models take "en" or None
+    language: str | None = None
+    task: str = "transcribe"  # or "translate": speech in any language to English text
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -85,6 +90,8 @@ class TranscribeOptions:
             logprob_threshold=self.logprob_threshold,
             no_speech_threshold=self.no_speech_threshold,
             max_new_tokens=self.max_new_tokens,
+            language=self.language or "en",
+            task=self.task,
         )
 
 
@@ -121,6 +128,7 @@ class _File:
     all_tokens: list[int] = field(default_factory=list)
     prompt_reset_since: int = 0
     one_window: bool = False  # a voice-activity chunk: decoded once, see split_window
+    language: str | None = None  # None until detected on the first window
     seek: int = 0
     last_speech: float = 0.0  # end of the last word, for word-timestamp heuristics
 
@@ -181,13 +189,31 @@ class Transcriber:
         """Like `transcribe`, yielding results in input order as soon as each is complete.
 
         progress(seconds) is called with the seconds of audio done as they are done.
+        Options the model cannot follow (a language it lacks) raise here, before any input.
         """
         options = options or TranscribeOptions()
+        self._check_language(options)
         jobs = (_load(item) for item in inputs)
-        if options.vad:
-            yield from self._vad_engine(jobs, options, progress)
-        else:
-            yield from self._engine(jobs, options, progress)
+        engine = self._vad_engine if options.vad else self._engine
+        return engine(jobs, options, progress)
+
+    def _check_language(self, options: TranscribeOptions) -> None:
+        """Refuse what the model cannot do before any file is read."""
+        tok = self.whisper.tokenizer
+        if tok.is_multilingual:
+            if options.language is not None:
+                tok.language_token(options.language)  # raises, listing the model's codes
+            return
+        if options.language not in (None, "en"):
+            raise ValueError(
+                f"language {options.language!r}: this model is English-only; other languages "
+                "need a multilingual Whisper checkpoint (whisper-tiny, -base, ...)"
+            )
+        if options.task != "transcribe":
+            raise ValueError(
+                f"task {options.task!r}: this model is English-only; translation needs a "
+                "multilingual Whisper checkpoint (whisper-tiny, -base, ...)"
+            )
 
     def _engine(
         self,
@@ -261,6 +287,7 @@ class Transcriber:
             parts = [first, *(next(results) for _ in chunks[1:])]
             for chunk, part in zip(chunks, parts, strict=True):
                 _append_on_recording(transcript, part, chunk)
+            transcript.language = _main_language(parts, chunks)
             if progress:
                 progress(transcript.duration - sum(c.samples for c in chunks) / SAMPLE_RATE)
             yield transcript
@@ -278,7 +305,11 @@ class Transcriber:
         if options.initial_prompt:
             prompt = self.whisper.tokenizer.encode(" " + options.initial_prompt.strip())
         one_window = job.one_window and mel.content_frames <= N_FRAMES
-        state = _File(index, transcript, mel, prompt, one_window=one_window)
+        language = options.language
+        if language is None and not self.whisper.tokenizer.is_multilingual:
+            language = "en"
+        transcript.language = language or transcript.language
+        state = _File(index, transcript, mel, prompt, one_window=one_window, language=language)
         return transcript if state.done else state
 
     @torch.inference_mode()
@@ -292,18 +323,37 @@ class Transcriber:
         sizes = [min(N_FRAMES, s.mel.content_frames - s.seek) for s in active]
         mels = torch.stack([s.mel.window(s.seek, n) for s, n in zip(active, sizes, strict=True)])
         states = self._encode(mels.to(self.whisper.device))
-        groups: dict[tuple[int, ...], list[int]] = {}
+        undetected = [i for i, state in enumerate(active) if state.language is None]
+        if undetected:  # the first window of a file, on a multilingual model
+            self._detect_language([active[i] for i in undetected], states[undetected])
+        groups: dict[tuple[str, tuple[int, ...]], list[int]] = {}
         for i, state in enumerate(active):
-            groups.setdefault(state.prompt, []).append(i)
+            groups.setdefault((state.language, state.prompt), []).append(i)
         decoding = options.decoding()
-        for prompt, rows in groups.items():
-            results = decode_windows(self.whisper, states[rows], prompt, decoding)
+        for (language, prompt), rows in groups.items():
+            results = decode_windows(
+                self.whisper, states[rows], prompt, replace(decoding, language=language)
+            )
             for i, result in zip(rows, results, strict=True):
                 before = active[i].seek
                 self._advance(active[i], result, sizes[i], options, states[i : i + 1])
                 if progress:
                     done = min(active[i].seek, active[i].mel.content_frames) - before
                     progress(done / FRAMES_PER_SECOND)
+
+    def _detect_language(self, files: list[_File], states: torch.Tensor) -> None:
+        """Set each file's language from its first window's encoder states [B, S, D].
+
+        openai-whisper detects on the first 30 s of the recording followed by silence; for a
+        file shorter than a window that differs from the zero-padded window it decodes, so
+        that input is encoded on its own. A VAD chunk is detected on the window it decodes."""
+        for k, state in enumerate(files):
+            if not state.one_window and state.mel.content_frames < N_FRAMES:
+                mel = state.mel.first_window_of_padded()[None].to(self.whisper.device)
+                states[k] = self._encode(mel)[0]
+        languages, _ = detect_language(self.whisper, states)
+        for state, language in zip(files, languages, strict=True):
+            state.language = state.transcript.language = language
 
     def _encode(self, mels: torch.Tensor) -> torch.Tensor:
         """log-mel windows [B, n_mels, 3000] -> encoder states [B, 1500, D].
@@ -376,7 +426,7 @@ class Transcriber:
         copy of the alignment is kept (word timing edits its words in place)."""
         eot = self.whisper.tokenizer.eot
         text = [t for s in segments for t in s.tokens if t < eot]
-        alignment = align(self.whisper, states, text, frames)
+        alignment = align(self.whisper, states, text, frames, state.language, options.task)
         offset = window_start / FRAMES_PER_SECOND
         if alignment is not None and options.keep_alignments:
             words = [replace(w, tokens=list(w.tokens)) for w in alignment.words]
@@ -409,6 +459,14 @@ def _load(item: AudioInput) -> _Job:
         return _Job(name, AudioStream(item))
     except (ValueError, OSError) as err:
         return _Job(name, None, str(err))
+
+
+def _main_language(parts: list[Transcript], chunks: list[SpeechChunk]) -> str:
+    """The language detected on most of the speech of a file's VAD chunks."""
+    speech: dict[str, int] = {}
+    for part, chunk in zip(parts, chunks, strict=True):
+        speech[part.language] = speech.get(part.language, 0) + chunk.samples
+    return max(speech, key=speech.__getitem__)
 
 
 def _append_on_recording(transcript: Transcript, part: Transcript, chunk: SpeechChunk) -> None:

@@ -218,6 +218,13 @@ class WindowedLogMel:
         # the same computation as the whole-file path, so the numbers match bit for bit
         return self.spec.log10_mel(samples, center=False)
 
+    def first_window_of_padded(self) -> Tensor:
+        """The first N_FRAMES frames of the recording followed by digital silence ->
+        [n_mels, N_FRAMES]: openai-whisper's `log_mel_spectrogram(audio, padding=N_SAMPLES)
+        [:, :N_FRAMES]`, which it detects the language on. It equals `window(0)` when the
+        recording fills a window; a shorter one is decoded zero-padded (`window`) instead."""
+        return self.spec.normalize(self._log10_frames(self._reader, 0, N_FRAMES), self.peak)
+
     def window(self, seek: int, n_frames: int = N_FRAMES) -> Tensor:
         """Frames seek..seek+n_frames-1 of the content, zero-padded to N_FRAMES ->
         [n_mels, N_FRAMES], as openai-whisper's `pad_or_trim(mel[:, seek:seek + n])`.

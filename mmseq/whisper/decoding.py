@@ -19,6 +19,7 @@ from mmseq.whisper.loading import Whisper
 from mmseq.whisper.tokenizer import TIME_PRECISION, WhisperTokenizer
 
 NEG_INF = -float("inf")
+TASKS = ("transcribe", "translate")
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,14 @@ class DecodingOptions:
     logprob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6
     max_new_tokens: int | None = None  # None: n_text_ctx // 2
+    language: str = "en"  # multilingual models only: English-only ones take no language token
+    task: str = "transcribe"  # or "translate" (into English; multilingual models only)
 
     def __post_init__(self) -> None:
         if not self.temperatures or any(t < 0 for t in self.temperatures):
             raise ValueError(f"temperatures: expected values >= 0, got {self.temperatures}")
+        if self.task not in TASKS:
+            raise ValueError(f"task: expected one of {TASKS}, got {self.task!r}")
         if self.beam_size < 1 or self.best_of < 1:
             raise ValueError("beam_size and best_of must be >= 1")
 
@@ -125,13 +130,36 @@ class TimestampRules:
 
 
 def initial_tokens(
-    tokenizer: WhisperTokenizer, prompt: Sequence[int], without_timestamps: bool, n_ctx: int
+    tokenizer: WhisperTokenizer,
+    prompt: Sequence[int],
+    without_timestamps: bool,
+    n_ctx: int,
+    language: str = "en",
+    task: str = "transcribe",
 ) -> list[int]:
-    """[<|startofprev|> prompt[-(n_ctx//2 - 1):]] <|startoftranscript|> [<|notimestamps|>]"""
-    tokens = tokenizer.sot_sequence(without_timestamps=without_timestamps)
+    """[<|startofprev|> prompt[-(n_ctx//2 - 1):]] <|startoftranscript|> [<|language|> <|task|>]
+    [<|notimestamps|>] (language and task on multilingual models only)"""
+    tokens = tokenizer.sot_sequence(without_timestamps, language, task)
     if prompt:
         tokens = [tokenizer.sot_prev, *list(prompt)[-(n_ctx // 2 - 1) :], *tokens]
     return tokens
+
+
+@torch.inference_mode()
+def detect_language(whisper: Whisper, states: Tensor) -> tuple[list[str], Tensor]:
+    """The spoken language of each window, as openai-whisper detects it: the decoder's
+    next-token distribution after <|startoftranscript|>, over the language tokens only.
+
+    states [B, S, D] -> (the most probable code per window, probabilities [B, L] in the order
+    of `tokenizer.language_codes`)."""
+    tok = whisper.tokenizer
+    if not tok.is_multilingual:
+        raise ValueError("language detection needs a multilingual model; this one is English-only")
+    sot = torch.full((states.shape[0], 1), tok.sot, dtype=torch.long, device=states.device)
+    logits = whisper.model.decoder(sot, states)[:, 0, tok.language_tokens]
+    probs = logits.softmax(-1).cpu()
+    codes = tok.language_codes
+    return [codes[i] for i in probs.argmax(-1).tolist()], probs
 
 
 def decode_windows(
@@ -168,7 +196,9 @@ def _decode_at(
 ) -> list[WindowResult]:
     tok = whisper.tokenizer
     n_ctx = whisper.model.config.decoder.n_ctx
-    prefix = initial_tokens(tok, prompt, options.without_timestamps, n_ctx)
+    prefix = initial_tokens(
+        tok, prompt, options.without_timestamps, n_ctx, options.language, options.task
+    )
     sample_len = options.max_new_tokens or n_ctx // 2
     # openai-whisper stops once the sequence passes n_ctx
     max_new = min(sample_len, n_ctx + 1 - len(prefix))

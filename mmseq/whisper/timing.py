@@ -62,11 +62,17 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tokens, frames
 
 
+UNSPACED_LANGUAGES = {"zh", "ja", "th", "lo", "my", "yue"}
+
+
 def split_words(
-    tokenizer: WhisperTokenizer, tokens: list[int]
+    tokenizer: WhisperTokenizer, tokens: list[int], language: str = "en"
 ) -> tuple[list[str], list[list[int]]]:
     """Group tokens into words: a word starts at a token that begins with a space, is
-    punctuation, or is special; tokens that only complete a UTF-8 character stay together."""
+    punctuation, or is special; tokens that only complete a UTF-8 character stay together.
+    In languages written without spaces (Chinese, Japanese, Thai, ...) every character is a
+    word, as in openai-whisper."""
+    spaced = language not in UNSPACED_LANGUAGES
     words: list[str] = []
     groups: list[list[int]] = []
     pending: list[int] = []
@@ -77,7 +83,7 @@ def split_words(
             continue  # an incomplete multi-byte character: wait for the rest
         special = pending[0] >= tokenizer.eot
         starts_word = text.startswith(" ") or text.strip() in string.punctuation
-        if special or starts_word or not words:
+        if special or starts_word or not words or not spaced:
             words.append(text)
             groups.append(pending)
         else:
@@ -126,15 +132,21 @@ class Alignment:
 
 @torch.inference_mode()
 def align(
-    whisper: Whisper, states: Tensor, text_tokens: list[int], num_frames: int
+    whisper: Whisper,
+    states: Tensor,
+    text_tokens: list[int],
+    num_frames: int,
+    language: str = "en",
+    task: str = "transcribe",
 ) -> Alignment | None:
     """Word timings of text_tokens for one window, with the attention and path they come
-    from: states [1, S, D] are its encoder states, num_frames the mel frames holding audio.
+    from: states [1, S, D] are its encoder states, num_frames the mel frames holding audio,
+    language and task those it was decoded with (multilingual models).
     None when there is nothing to align (no text, no alignment heads, a single word group)."""
     tok = whisper.tokenizer
     if not text_tokens or not whisper.alignment_heads:
         return None
-    prompt = [*tok.sot_sequence(without_timestamps=False), tok.no_timestamps]
+    prompt = [*tok.sot_sequence(False, language, task), tok.no_timestamps]
     tokens = torch.tensor([[*prompt, *text_tokens, tok.eot]], device=states.device)
     scores: list[Tensor] = []
     logits = whisper.model.decoder(tokens, states, cross_scores=scores)[0]
@@ -149,7 +161,7 @@ def align(
     matrix = matrix.double().cpu().numpy()
     token_index, frame_index = dtw(-matrix)
 
-    words, groups = split_words(tok, [*text_tokens, tok.eot])
+    words, groups = split_words(tok, [*text_tokens, tok.eot], language)
     if len(groups) <= 1:
         return None
     boundaries = np.pad(np.cumsum([len(g) for g in groups[:-1]]), (1, 0))

@@ -98,11 +98,25 @@ class WhisperTokenizer:
         parts.append(self._tokenizer.decode(run, skip_special_tokens=False))
         return "".join(parts)
 
+    @property
+    def language_tokens(self) -> list[int]:
+        """Ids of the language tokens (`<|en|>`, `<|zh|>`, ...), which sit between
+        <|startoftranscript|> and <|translate|>; none in an English-only vocabulary."""
+        if not self.is_multilingual:
+            return []
+        return list(range(self.sot + 1, self.translate))
+
+    @property
+    def language_codes(self) -> list[str]:
+        """Codes of `language_tokens`, in the same order ("en", "zh", "de", ...)."""
+        return [self._tokenizer.id_to_token(i)[2:-2] for i in self.language_tokens]
+
     def language_token(self, language: str) -> int:
         """Id of `<|{language}|>`, e.g. "en"."""
         token = self._tokenizer.token_to_id(f"<|{language}|>")
-        if token is None:
-            raise ValueError(f"unknown Whisper language code {language!r}")
+        if token is None or token not in self.language_tokens:
+            known = ", ".join(self.language_codes) or "none: the model is English-only"
+            raise ValueError(f"unknown language {language!r}; this model's codes: {known}")
         return token
 
     def sot_sequence(
