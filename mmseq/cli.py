@@ -35,7 +35,7 @@ def expand_inputs(paths: Sequence[str], suffixes: set[str] = AUDIO_SUFFIXES) -> 
 
 def _transcribe(args: argparse.Namespace) -> int:
     from mmseq.transcribe import TranscribeOptions, Transcriber
-    from mmseq.writers import FORMATS, write_transcript
+    from mmseq.writers import FORMATS, SubtitleOptions, write_transcript
 
     files = expand_inputs(args.files)
     if not files:
@@ -54,7 +54,29 @@ def _transcribe(args: argparse.Namespace) -> int:
         word_timestamps=args.word_timestamps,
         keep_alignments=bool(args.explain),  # the transcripts stay as asked
         vad=args.vad,
+        language=args.language,
+        task=args.task,
+        compression_ratio_threshold=args.compression_ratio_threshold,
+        logprob_threshold=args.logprob_threshold,
+        no_speech_threshold=args.no_speech_threshold,
     )
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads: expected a positive number, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    subtitles = SubtitleOptions(
+        max_line_width=args.max_line_width,
+        max_line_count=args.max_line_count,
+        max_words_per_line=args.max_words_per_line,
+        highlight_words=args.highlight_words,
+    )
+    if subtitles != SubtitleOptions() and not args.word_timestamps:
+        raise ValueError(
+            "--max-line-width, --max-line-count, --max-words-per-line and --highlight-words "
+            "cut subtitles by their words: add --word-timestamps"
+        )
     # an output folder without a format means every format, as in openai-whisper
     output_format = args.output_format or ("all" if args.output_dir else None)
     formats = list(FORMATS) if output_format == "all" else [output_format]
@@ -90,10 +112,12 @@ def _transcribe(args: argparse.Namespace) -> int:
                 print(f"mmseq: error: {result.error}", file=sys.stderr)
                 continue
             audio_seconds += result.duration
+            if args.language is None and transcriber.whisper.tokenizer.is_multilingual:
+                log.info("%s: detected language %s", result.source, result.language)
             line = result.text if len(files) == 1 else f"{result.source}\t{result.text}"
             print(line, flush=True)
             if output_dir is not None:
-                write_transcript(result, output_dir, formats)
+                write_transcript(result, output_dir, formats, subtitles)
             if figure is not None:
                 explain_transcript(result).save(figure)
     wall = time.perf_counter() - started
@@ -297,6 +321,16 @@ def _duration(path: str) -> float:
         return 0.0
 
 
+def _optional_float(text: str) -> float | None:
+    """A float, or None for 'none' (a threshold switched off)."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmseq",
@@ -351,6 +385,39 @@ def build_parser() -> argparse.ArgumentParser:
         "with --word-timestamps (faster; measured with tiny.en, as accurate or more)",
     )
     add("--initial-prompt", default=None, help="text to prompt the first window with")
+    add(
+        "--compression-ratio-threshold",
+        type=_optional_float,
+        default=2.4,
+        help="fall back to the next temperature when a window's text compresses better than "
+        "this with gzip: a loop ('none': never) (default: %(default)s)",
+    )
+    add(
+        "--logprob-threshold",
+        type=_optional_float,
+        default=-1.0,
+        help="fall back when a window's average token log-probability is lower ('none': "
+        "never) (default: %(default)s)",
+    )
+    add(
+        "--no-speech-threshold",
+        type=_optional_float,
+        default=0.6,
+        help="skip a window as silence when its no-speech probability is higher and its "
+        "log-probability is below --logprob-threshold ('none': never) (default: %(default)s)",
+    )
+    add(
+        "--language",
+        default=None,
+        help="spoken language code (en, de, zh, ...) of a multilingual model (default: "
+        "detected per file from its first 30 s; per speech chunk with --vad)",
+    )
+    add(
+        "--task",
+        choices=["transcribe", "translate"],
+        default="transcribe",
+        help="translate: English text from speech in any language (multilingual models)",
+    )
     add("--word-timestamps", action="store_true", help="time each word (JSON output has them)")
     add(
         "--explain",
@@ -377,7 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write <output-dir>/<input stem>.<format> files",
     )
     add("--output-dir", default=None, help="where to write files (default: .; alone: all formats)")
+    cues = t.add_argument_group(
+        "subtitles", "how SRT/VTT cues are cut, by their words (needs --word-timestamps)"
+    )
+    cues.add_argument("--max-line-width", type=int, help="characters per line")
+    cues.add_argument("--max-line-count", type=int, help="lines per cue (with --max-line-width)")
+    cues.add_argument("--max-words-per-line", type=int, help="words per cue")
+    cues.add_argument(
+        "--highlight-words", action="store_true", help="underline each word as it is spoken"
+    )
     add("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
+    add("--threads", type=int, default=None, help="CPU threads (default: PyTorch's, the cores)")
     add(
         "--compute-type",
         default="float32",

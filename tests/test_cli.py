@@ -127,3 +127,42 @@ def test_help(command: list[str], mentions: str) -> None:
     assert run.returncode == 0
     assert run.stdout.startswith("usage: mmseq")
     assert mentions in run.stdout
+
+
+def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> None:  # noqa: ANN001
+    import torch
+
+    import mmseq.transcribe
+    from mmseq.cli import main
+
+    seen = {}
+
+    def iter_transcribe(self, files, options, progress=None):  # noqa: ANN001, ANN202
+        seen["options"], seen["threads"] = options, torch.get_num_threads()
+        return iter([])
+
+    monkeypatch.setattr(mmseq.transcribe.Transcriber, "iter_transcribe", iter_transcribe)
+    threads = torch.get_num_threads()
+    try:
+        args = ["-q", "transcribe", str(CLIPS / GOOD[0]), "--threads", "1"]
+        args += ["--no-speech-threshold", "none", "--logprob-threshold", "-0.5"]
+        args += ["--compression-ratio-threshold", "NONE"]
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    options = seen["options"]
+    assert options.no_speech_threshold is None and options.compression_ratio_threshold is None
+    assert options.logprob_threshold == -0.5 and seen["threads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--threads", "0"], "--threads: expected a positive number, got 0"),
+        (["--logprob-threshold", "abc"], "expected a number or 'none', got 'abc'"),
+    ],
+)
+def test_bad_decoding_flags_are_usage_errors(flags: list[str], message: str) -> None:
+    run = mmseq("transcribe", CLIPS / GOOD[0], *flags)
+    assert run.returncode == 2 and run.stdout == ""
+    assert message in run.stderr and "Traceback" not in run.stderr

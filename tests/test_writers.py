@@ -16,6 +16,7 @@ import whisper.utils
 from mmseq.transcribe import Segment, Transcript, Word
 from mmseq.writers import (
     FORMATS,
+    SubtitleOptions,
     format_timestamp,
     to_json,
     to_srt,
@@ -223,3 +224,119 @@ def test_output_dir_alone_writes_every_format(tmp_path: Path) -> None:
     clip = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips" / "clip4_en-m3.flac"
     assert main(["-q", "transcribe", str(clip), "--output-dir", str(tmp_path)]) == 0
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".srt", ".tsv", ".txt", ".vtt"]
+
+
+# a word-timed transcript: three segments, a 4 s pause before the last, words of every length
+WORDED = [
+    [(" The", 0.0, 0.2), (" quick", 0.2, 0.5), (" brown", 0.5, 0.9), (" fox", 0.9, 1.2),
+     (" jumps", 1.3, 1.7), (" over", 1.7, 2.0), (" the", 2.0, 2.1), (" lazy", 2.1, 2.5),
+     (" dog.", 2.5, 3.0)],
+    [(" Then", 3.4, 3.6), (" it", 3.6, 3.7), (" naps", 3.7, 4.2), (" in", 4.2, 4.3),
+     (" the", 4.3, 4.4), (" extraordinarily", 4.4, 5.4), (" warm", 5.4, 5.8), (" sun.", 5.8, 6.3)],
+    [(" Later,", 10.3, 10.8), (" rain.", 10.9, 11.5)],
+]  # fmt: skip
+
+
+@pytest.fixture
+def worded() -> Transcript:
+    segments = []
+    for i, words in enumerate(WORDED):
+        segment = _segment(i, words[0][1] - 0.1, words[-1][2] + 0.2, "".join(w for w, *_ in words))
+        segment.words = [Word(w, s, e, 0.9) for w, s, e in words]
+        segments.append(segment)
+    return Transcript("talk.wav", segments)
+
+
+def _openai_result(t: Transcript) -> dict:
+    segments = [
+        {"start": s.start, "end": s.end, "text": s.text,
+         "words": [{"word": w.word, "start": w.start, "end": w.end} for w in s.words]}
+        for s in t.segments
+    ]  # fmt: skip
+    return {"text": t.text, "segments": segments, "language": "en"}
+
+
+SUBTITLE_OPTIONS = [
+    {},
+    {"max_words_per_line": 3},
+    {"max_words_per_line": 1},
+    {"max_line_width": 16},
+    {"max_line_width": 16, "max_line_count": 2},
+    {"max_line_width": 42, "max_line_count": 1},
+    {"highlight_words": True},
+    {"highlight_words": True, "max_words_per_line": 4},
+    {"highlight_words": True, "max_line_width": 20, "max_line_count": 2},
+]
+
+
+@pytest.mark.parametrize("options", SUBTITLE_OPTIONS, ids=str)
+def test_subtitle_cues_as_openai(tmp_path: Path, worded: Transcript, options: dict) -> None:
+    """SRT bytes equal openai-whisper's writer's for the same words and options; VTT has the
+    same cues (openai-whisper leaves the hours out of VTT times under an hour)."""
+    subtitles = SubtitleOptions(**options)
+    for fmt, ours in [("srt", to_srt(worded, subtitles)), ("vtt", to_vtt(worded, subtitles))]:
+        whisper.utils.get_writer(fmt, str(tmp_path))(_openai_result(worded), "talk.wav", options)
+        reference = (tmp_path / f"talk.{fmt}").read_text(encoding="utf-8")
+        if fmt == "srt":
+            assert ours == reference
+        else:
+            reference = re.sub(r"(?m)^(\d\d:\d\d\.\d{3}) --> (\d\d:\d\d\.\d{3})$",
+                               r"00:\1 --> 00:\2", reference)  # fmt: skip
+            assert ours == reference
+    cues = parse_srt(to_srt(worded, subtitles))
+    assert cues, "no cues"
+    for start, end, text in cues:
+        assert start <= end
+        if "max_line_width" in options and "highlight_words" not in options:
+            assert all(len(line) <= options["max_line_width"] or " " not in line
+                       for line in text.split("\n"))  # fmt: skip
+
+
+def test_word_cues_use_word_times_and_keep_every_word(worded: Transcript) -> None:
+    cues = parse_srt(to_srt(worded))
+    assert [(start, end) for start, end, _ in cues] == [(0.0, 3.0), (3.4, 6.3), (10.3, 11.5)]
+    three = parse_srt(to_srt(worded, SubtitleOptions(max_words_per_line=3)))
+    assert [len(text.split()) for *_, text in three] == [3, 3, 3, 3, 3, 2, 2]
+    for cut in (three, parse_srt(to_srt(worded, SubtitleOptions(max_line_width=16)))):
+        assert " ".join(text.replace("\n", " ") for *_, text in cut) == worded.text
+
+
+def test_segment_without_words_keeps_its_text(worded: Transcript) -> None:
+    worded.segments[1].words = []
+    cues = parse_srt(to_srt(worded))
+    assert cues[1] == (3.3, 6.5, _normalised(worded.segments[1].text))
+    assert len(cues) == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_line_width": 0}, "max_line_width: expected a positive number"),
+        ({"max_words_per_line": -2}, "max_words_per_line: expected a positive number"),
+        ({"max_line_count": 2}, "max_line_count needs max_line_width"),
+        ({"max_line_width": 20, "max_words_per_line": 3}, "use one of them"),
+    ],
+)
+def test_subtitle_options_refuse_nonsense(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SubtitleOptions(**options)
+
+
+def test_cli_subtitle_options(tmp_path: Path) -> None:
+    clip = CLIPS / "clip4_en-m3.flac"
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mmseq.cli", "-q", "transcribe", str(clip), *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    refused = run("--max-line-width", "20", "--output-format", "srt")
+    assert refused.returncode == 2 and "add --word-timestamps" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    done = run("--word-timestamps", "--max-words-per-line", "3", "--output-format", "srt",
+               "--output-dir", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cues = parse_srt((tmp_path / "clip4_en-m3.srt").read_text(encoding="utf-8"))
+    assert len(cues) >= 4 and all(len(text.split()) <= 3 for *_, text in cues)
+    assert " ".join(text for *_, text in cues) == done.stdout.strip()
