@@ -52,6 +52,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         without_timestamps=args.without_timestamps,
         initial_prompt=args.initial_prompt,
         word_timestamps=args.word_timestamps,
+        hallucination_silence_threshold=args.hallucination_silence_threshold,
         keep_alignments=bool(args.explain),  # the transcripts stay as asked
         vad=args.vad,
         language=args.language,
@@ -419,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="translate: English text from speech in any language (multilingual models)",
     )
     add("--word-timestamps", action="store_true", help="time each word (JSON output has them)")
+    add(
+        "--hallucination-silence-threshold",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --word-timestamps: skip silences longer than this before text whose words "
+        "look invented (improbable, too short or too long), as openai-whisper's option",
+    )
     add(
         "--explain",
         metavar="DIR",

@@ -39,6 +39,11 @@ from mmseq.whisper.decoding import (
     decode_windows,
     detect_language,
 )
+from mmseq.whisper.hallucination import (
+    Window,
+    last_speech_end,
+    skip_silence_before_hallucinations,
+)
 from mmseq.whisper.segments import Segment, Word, split_sentences, split_window
 from mmseq.whisper.timing import Alignment, align, attach_words
 
@@ -62,6 +67,9 @@ class TranscribeOptions:
     max_initial_timestamp: float | None = 1.0
     max_new_tokens: int | None = None
     word_timestamps: bool = False
+    # with word_timestamps: skip silences longer than this (s) before text that looks invented
+    # (openai-whisper's option of the same name; see mmseq.whisper.hallucination)
+    hallucination_silence_threshold: float | None = None
     # keep each window's word alignment in Transcript.alignments (for `transcribe --explain`);
     # unlike word_timestamps it changes no segment, time or token
     keep_alignments: bool = False
@@ -75,6 +83,16 @@ class TranscribeOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.hallucination_silence_threshold is not None:
+            if not self.word_timestamps:
+                raise ValueError(
+                    "hallucination_silence_threshold: needs word_timestamps (it judges words)"
+                )
+            if self.hallucination_silence_threshold <= 0:
+                raise ValueError(
+                    "hallucination_silence_threshold: expected seconds > 0, got "
+                    f"{self.hallucination_silence_threshold}"
+                )
         object.__setattr__(self, "temperatures", tuple(self.temperatures))
         self.decoding()  # validates the rest
 
@@ -396,10 +414,22 @@ class Transcriber:
         if state.one_window and options.without_timestamps and options.word_timestamps:
             # a VAD chunk holds up to 30 s of speech: its words time a segment per sentence
             segments = [part for s in segments for part in split_sentences(s, tokenizer)]
+        speech_before = state.last_speech
         if options.word_timestamps or options.keep_alignments:
             # nothing left to decode after the words: a voice-activity chunk decoded to its end
             ended = single_ending or (state.one_window and state.seek >= window_start + frames)
             self._add_words(state, segments, states, frames, window_start, ended, options)
+        threshold = options.hallucination_silence_threshold
+        if threshold is not None and not state.one_window:  # VAD chunks hold no long silence
+            window = Window(window_start, frames, state.mel.content_frames)
+            segments, state.seek, again = skip_silence_before_hallucinations(
+                segments, window, state.seek, single_ending, speech_before, threshold
+            )
+            if again:  # nothing of this window is kept: decoded again after its silence
+                state.last_speech = speech_before
+                return
+            end = last_speech_end(segments)
+            state.last_speech = speech_before if end is None else end
         transcript = state.transcript
         for segment in segments:
             if segment.start == segment.end or not segment.text.strip():

@@ -422,3 +422,29 @@ def test_cli_vad_reports_a_truncated_file_and_transcribes_the_rest(mixed_inputs:
     errors = [line for line in run.stderr.splitlines() if line.startswith("mmseq: error:")]
     assert len(errors) == 1 and str(cut) in errors[0] and "truncated" in errors[0]
     assert "Traceback" not in run.stderr
+
+
+def test_hallucination_silence_threshold_as_openai(ours: Run, inputs, openai_model) -> None:
+    """openai-whisper's hallucination_silence_threshold moves the windows over the silence and
+    noise of `pauses` (the rule acts: the seeks differ from those without it); mmseq's windows,
+    tokens and words are the same as openai-whisper's."""
+    options = replace(fidelity_options(True, words=True), hallucination_silence_threshold=2.0)
+    transcript = ours("pauses", options)
+    reference = whisper.transcribe(
+        openai_model,
+        inputs["pauses"],
+        temperature=0.0,
+        word_timestamps=True,
+        hallucination_silence_threshold=2.0,
+        fp16=False,
+        language="en",
+    )
+    kept = [s for s in reference["segments"] if s["text"].strip()]
+    assert [s.seek for s in transcript.segments] == [s["seek"] for s in kept]
+    assert [t for s in transcript.segments for t in s.tokens] == [
+        t for s in kept for t in s["tokens"]
+    ]
+    words = [(w.word, w.start, w.end) for s in transcript.segments for w in s.words]
+    assert words == [(w["word"], w["start"], w["end"]) for s in kept for w in s["words"]]
+    without = ours("pauses", fidelity_options(True, words=True))
+    assert {s.seek for s in without.segments} != {s.seek for s in transcript.segments}
