@@ -18,8 +18,9 @@ Method
   mmseq, openai-whisper and faster-whisper). SHORT: no timestamps, one clip per window; mmseq
   and Hugging Face batch clips (`batch`), openai-whisper and faster-whisper take one clip at a
   time. LONG: `seq` is openai-whisper's sequential 30 s windows with timestamps (mmseq
-  batch 1, openai-whisper, faster-whisper `WhisperModel.transcribe`); `vad` is the batched
-  path that decodes only voice-activity chunks, with timestamps (mmseq
+  batch 1, openai-whisper, faster-whisper `WhisperModel.transcribe`; mmseq also at batch 8,
+  which decodes the windows of the set's recordings together, token for token the same);
+  `vad` is the batched path that decodes only voice-activity chunks, with timestamps (mmseq
   `TranscribeOptions(vad=True)`); `vad-text` the same without timestamps (mmseq
   `without_timestamps=True`; faster-whisper `BatchedInferencePipeline`, whose default it is).
   Hugging Face is left out of LONG (its long-form `generate()` needs another generation setup).
@@ -170,6 +171,8 @@ def planned_runs(engines: Sequence[str], sets: Sequence[str], bf16: bool = True)
     ]
     long = [
         Run("long", "mmseq", "seq", "float32", 1),
+        # the same windows and tokens, the recordings' windows decoded together (a folder)
+        Run("long", "mmseq", "seq", "float32", 8),
         Run("long", "mmseq", "seq", "int8", 1),
         Run("long", "mmseq", "vad", "float32", 8),
         Run("long", "mmseq", "vad", "int8", 8),
