@@ -51,6 +51,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         condition_on_previous_text=args.condition_on_previous_text,
         without_timestamps=args.without_timestamps,
         initial_prompt=args.initial_prompt,
+        carry_initial_prompt=args.carry_initial_prompt,
         word_timestamps=args.word_timestamps,
         hallucination_silence_threshold=args.hallucination_silence_threshold,
         keep_alignments=bool(args.explain),  # the transcripts stay as asked
@@ -385,7 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="one segment per 30 s window; with --vad one per speech chunk, or per sentence "
         "with --word-timestamps (faster; measured with tiny.en, as accurate or more)",
     )
-    add("--initial-prompt", default=None, help="text to prompt the first window with")
+    add(
+        "--initial-prompt",
+        default=None,
+        help="text to prompt the first window with (names, spellings, style), as if said before",
+    )
+    add(
+        "--carry-initial-prompt",
+        action="store_true",
+        help="prompt every window with --initial-prompt, not only the first",
+    )
     add(
         "--compression-ratio-threshold",
         type=_optional_float,

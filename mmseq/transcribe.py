@@ -63,6 +63,9 @@ class TranscribeOptions:
     no_speech_threshold: float | None = 0.6
     condition_on_previous_text: bool = True
     initial_prompt: str | None = None
+    # keep the initial prompt in front of every window's prompt (openai-whisper's option);
+    # otherwise it only prompts the first windows, as text already said
+    carry_initial_prompt: bool = False
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
     max_new_tokens: int | None = None
@@ -142,8 +145,10 @@ class _File:
     index: int
     transcript: Transcript
     mel: WindowedLogMel
-    prompt_tokens: list[int]
-    all_tokens: list[int] = field(default_factory=list)
+    initial_prompt: list[int]
+    all_tokens: list[int]  # the initial prompt, then every segment's tokens
+    prompt_room: int  # the most tokens a prompt holds: n_ctx // 2 - 1
+    carry_initial_prompt: bool = False
     prompt_reset_since: int = 0
     one_window: bool = False  # a voice-activity chunk: decoded once, see split_window
     language: str | None = None  # None until detected on the first window
@@ -156,7 +161,16 @@ class _File:
 
     @property
     def prompt(self) -> tuple[int, ...]:
-        return tuple(self.prompt_tokens + self.all_tokens[self.prompt_reset_since :])
+        """The next window's prompt, as openai-whisper builds it: the text since the last
+        reset, the initial prompt counting as text already said (the decoder keeps the last
+        prompt_room tokens); with carry_initial_prompt the initial prompt leads every prompt
+        and the text since the last reset fills the rest of the room."""
+        if not self.carry_initial_prompt:
+            return tuple(self.all_tokens[self.prompt_reset_since :])
+        since = max(len(self.initial_prompt), self.prompt_reset_since)
+        room = self.prompt_room - len(self.initial_prompt)
+        previous = self.all_tokens[since:][-room:] if room > 0 else []
+        return tuple(self.initial_prompt + previous)
 
 
 class Transcriber:
@@ -327,7 +341,17 @@ class Transcriber:
         if language is None and not self.whisper.tokenizer.is_multilingual:
             language = "en"
         transcript.language = language or transcript.language
-        state = _File(index, transcript, mel, prompt, one_window=one_window, language=language)
+        state = _File(
+            index,
+            transcript,
+            mel,
+            initial_prompt=prompt,
+            all_tokens=list(prompt),
+            prompt_room=self.whisper.model.config.decoder.n_ctx // 2 - 1,
+            carry_initial_prompt=options.carry_initial_prompt,
+            one_window=one_window,
+            language=language,
+        )
         return transcript if state.done else state
 
     @torch.inference_mode()

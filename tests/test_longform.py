@@ -448,3 +448,38 @@ def test_hallucination_silence_threshold_as_openai(ours: Run, inputs, openai_mod
     assert words == [(w["word"], w["start"], w["end"]) for s in kept for w in s["words"]]
     without = ours("pauses", fidelity_options(True, words=True))
     assert {s.seek for s in without.segments} != {s.seek for s in transcript.segments}
+
+
+PROMPT = "Glossary: Grünwald Bakery, Elm Street library, the Northern Coast."
+
+
+@pytest.mark.parametrize(
+    ("condition", "carry"),
+    [(False, False), (True, False), (True, True)],
+    ids=["first-window-only", "as-previous-text", "carried"],
+)
+def test_initial_prompt_as_openai(ours: Run, inputs, openai_model, condition, carry) -> None:
+    """openai-whisper treats the initial prompt as text already said: it prompts the first
+    window and, with conditioning, the next ones until pushed out; carry_initial_prompt keeps
+    it in front of every window's prompt. Same windows and tokens."""
+    options = replace(
+        fidelity_options(condition), initial_prompt=PROMPT, carry_initial_prompt=carry
+    )
+    transcript = ours("long", options)
+    reference = whisper.transcribe(
+        openai_model,
+        inputs["long"],
+        temperature=0.0,
+        condition_on_previous_text=condition,
+        initial_prompt=PROMPT,
+        carry_initial_prompt=carry,
+        fp16=False,
+        language="en",
+    )
+    kept = [s for s in reference["segments"] if s["text"].strip()]
+    assert len({s.seek for s in transcript.segments}) >= 2
+    assert [s.seek for s in transcript.segments] == [s["seek"] for s in kept]
+    assert [t for s in transcript.segments for t in s.tokens] == [
+        t for s in kept for t in s["tokens"]
+    ]
+    assert transcript.text == reference["text"].strip()
