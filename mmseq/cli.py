@@ -56,6 +56,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         hallucination_silence_threshold=args.hallucination_silence_threshold,
         keep_alignments=bool(args.explain),  # the transcripts stay as asked
         vad=args.vad,
+        clip_timestamps=args.clip_timestamps,
         language=args.language,
         task=args.task,
         compression_ratio_threshold=args.compression_ratio_threshold,
@@ -333,6 +334,16 @@ def _optional_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
+def _seconds_list(text: str) -> tuple[float, ...]:
+    """'5,20,30.5' -> (5.0, 20.0, 30.5)"""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds separated by commas (start,end,...), got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmseq",
@@ -453,6 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="batched path: transcribe only the speech that Silero VAD finds, packed into "
         "chunks of up to 30 s of speech (pauses over 3 s start a new one) decoded together",
+    )
+    add(
+        "--clip-timestamps",
+        type=_seconds_list,
+        default=(),
+        metavar="START,END,...",
+        help="transcribe only these parts, in seconds: start,end,start,end,... (an odd last "
+        "start runs to the end of the file); as openai-whisper's option, not with --vad",
     )
     add("--batch-size", type=int, default=8, help="files decoded together (default: %(default)s)")
     add("--max-new-tokens", type=int, default=None, help="default: the model's n_ctx // 2")

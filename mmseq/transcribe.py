@@ -76,6 +76,9 @@ class TranscribeOptions:
     # keep each window's word alignment in Transcript.alignments (for `transcribe --explain`);
     # unlike word_timestamps it changes no segment, time or token
     keep_alignments: bool = False
+    # only these parts (seconds: start, end, start, end, ...; an odd last start runs to the end
+    # of the file), as openai-whisper's clip_timestamps; the sequential path only
+    clip_timestamps: tuple[float, ...] = ()
     vad: bool = False  # batched path: transcribe only the speech chunks found by Silero VAD
     batch_size: int = 8
     # multilingual models: None detects it per file (per speech chunk with vad) from the first
@@ -97,6 +100,8 @@ class TranscribeOptions:
                     f"{self.hallucination_silence_threshold}"
                 )
         object.__setattr__(self, "temperatures", tuple(self.temperatures))
+        object.__setattr__(self, "clip_timestamps", tuple(map(float, self.clip_timestamps)))
+        _check_clips(self.clip_timestamps, self.vad)
         self.decoding()  # validates the rest
 
     def decoding(self) -> DecodingOptions:
@@ -148,16 +153,33 @@ class _File:
     initial_prompt: list[int]
     all_tokens: list[int]  # the initial prompt, then every segment's tokens
     prompt_room: int  # the most tokens a prompt holds: n_ctx // 2 - 1
+    clips: list[tuple[int, int]]  # mel frames [start, end) to transcribe, in order
+    clip: int = 0  # the clip being transcribed
     carry_initial_prompt: bool = False
     prompt_reset_since: int = 0
     one_window: bool = False  # a voice-activity chunk: decoded once, see split_window
     language: str | None = None  # None until detected on the first window
+    detection_mel: torch.Tensor | None = None  # what to detect it on, if not that window
     seek: int = 0
     last_speech: float = 0.0  # end of the last word, for word-timestamp heuristics
 
     @property
     def done(self) -> bool:
-        return self.seek >= self.mel.content_frames
+        return self.clip >= len(self.clips)
+
+    @property
+    def window_frames(self) -> int:
+        """Frames of audio in the next window: up to 30 s, within the current clip."""
+        return min(N_FRAMES, self.clips[self.clip][1] - self.seek)
+
+    def enter_clip(self) -> None:
+        """Move seek into the current clip, or to the next clip once past its end."""
+        while not self.done:
+            start, end = self.clips[self.clip]
+            self.seek = max(self.seek, start)
+            if self.seek < end:
+                return
+            self.clip += 1
 
     @property
     def prompt(self) -> tuple[int, ...]:
@@ -337,6 +359,7 @@ class Transcriber:
         if options.initial_prompt:
             prompt = self.whisper.tokenizer.encode(" " + options.initial_prompt.strip())
         one_window = job.one_window and mel.content_frames <= N_FRAMES
+        clips = _clip_frames(options.clip_timestamps, mel.content_frames)
         language = options.language
         if language is None and not self.whisper.tokenizer.is_multilingual:
             language = "en"
@@ -348,10 +371,17 @@ class Transcriber:
             initial_prompt=prompt,
             all_tokens=list(prompt),
             prompt_room=self.whisper.model.config.decoder.n_ctx // 2 - 1,
+            clips=clips,
             carry_initial_prompt=options.carry_initial_prompt,
             one_window=one_window,
             language=language,
         )
+        state.enter_clip()
+        if language is None and not one_window and not state.done:
+            # openai-whisper detects on the first 30 s of the recording followed by silence:
+            # the first decoded window too, unless it starts later or the file is shorter
+            if state.seek > 0 or mel.content_frames < N_FRAMES:
+                state.detection_mel = mel.first_window_of_padded()  # read before any window
         return transcript if state.done else state
 
     @torch.inference_mode()
@@ -362,7 +392,7 @@ class Transcriber:
         progress: Callable[[float], None] | None,
     ) -> None:
         """Encode the current window of every active file, then decode by shared prompt."""
-        sizes = [min(N_FRAMES, s.mel.content_frames - s.seek) for s in active]
+        sizes = [s.window_frames for s in active]
         mels = torch.stack([s.mel.window(s.seek, n) for s, n in zip(active, sizes, strict=True)])
         states = self._encode(mels.to(self.whisper.device))
         undetected = [i for i, state in enumerate(active) if state.language is None]
@@ -379,20 +409,20 @@ class Transcriber:
             for i, result in zip(rows, results, strict=True):
                 before = active[i].seek
                 self._advance(active[i], result, sizes[i], options, states[i : i + 1])
+                active[i].enter_clip()
                 if progress:
                     done = min(active[i].seek, active[i].mel.content_frames) - before
                     progress(done / FRAMES_PER_SECOND)
 
     def _detect_language(self, files: list[_File], states: torch.Tensor) -> None:
-        """Set each file's language from its first window's encoder states [B, S, D].
-
-        openai-whisper detects on the first 30 s of the recording followed by silence; for a
-        file shorter than a window that differs from the zero-padded window it decodes, so
-        that input is encoded on its own. A VAD chunk is detected on the window it decodes."""
+        """Set each file's language from its first window's encoder states [B, S, D], or
+        from its `detection_mel` where that was kept (encoded here). A VAD chunk is detected
+        on the window it decodes."""
         for k, state in enumerate(files):
-            if not state.one_window and state.mel.content_frames < N_FRAMES:
-                mel = state.mel.first_window_of_padded()[None].to(self.whisper.device)
+            if state.detection_mel is not None:
+                mel = state.detection_mel[None].to(self.whisper.device)
                 states[k] = self._encode(mel)[0]
+                state.detection_mel = None
         languages, _ = detect_language(self.whisper, states)
         for state, language in zip(files, languages, strict=True):
             state.language = state.transcript.language = language
@@ -513,6 +543,28 @@ def _load(item: AudioInput) -> _Job:
         return _Job(name, AudioStream(item))
     except (ValueError, OSError) as err:
         return _Job(name, None, str(err))
+
+
+def _check_clips(clips: tuple[float, ...], vad: bool) -> None:
+    if not clips:
+        return
+    if vad:
+        raise ValueError("clip_timestamps: not with vad (voice activity chooses what to decode)")
+    starts_before_ends = all(a < b for a, b in zip(clips[::2], clips[1::2], strict=False))
+    in_order = all(b <= c for b, c in zip(clips[1::2], clips[2::2], strict=False))
+    if clips[0] < 0 or not (starts_before_ends and in_order):
+        raise ValueError(
+            "clip_timestamps: expected seconds >= 0 as start, end, start, end, ... with each "
+            f"start before its end and the clips in order, got {list(clips)}"
+        )
+
+
+def _clip_frames(clips: tuple[float, ...], content_frames: int) -> list[tuple[int, int]]:
+    """Clips in seconds -> mel frames [start, end) within the recording; no clips: all of it."""
+    points = [round(t * FRAMES_PER_SECOND) for t in clips] or [0]
+    if len(points) % 2:
+        points.append(content_frames)
+    return [(a, min(b, content_frames)) for a, b in zip(points[::2], points[1::2], strict=True)]
 
 
 def _main_language(parts: list[Transcript], chunks: list[SpeechChunk]) -> str:

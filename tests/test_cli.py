@@ -146,13 +146,14 @@ def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> N
     try:
         args = ["-q", "transcribe", str(CLIPS / GOOD[0]), "--threads", "1"]
         args += ["--no-speech-threshold", "none", "--logprob-threshold", "-0.5"]
-        args += ["--compression-ratio-threshold", "NONE"]
+        args += ["--compression-ratio-threshold", "NONE", "--clip-timestamps", "1,3.5,7"]
         assert main(args) == 0
     finally:
         torch.set_num_threads(threads)
     options = seen["options"]
     assert options.no_speech_threshold is None and options.compression_ratio_threshold is None
     assert options.logprob_threshold == -0.5 and seen["threads"] == 1
+    assert options.clip_timestamps == (1.0, 3.5, 7.0)
 
 
 @pytest.mark.parametrize(
@@ -160,6 +161,8 @@ def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> N
     [
         (["--threads", "0"], "--threads: expected a positive number, got 0"),
         (["--logprob-threshold", "abc"], "expected a number or 'none', got 'abc'"),
+        (["--clip-timestamps", "5,x"], "expected seconds separated by commas"),
+        (["--clip-timestamps", "5,2"], "each start before its end"),
     ],
 )
 def test_bad_decoding_flags_are_usage_errors(flags: list[str], message: str) -> None:

@@ -424,26 +424,30 @@ def test_cli_vad_reports_a_truncated_file_and_transcribes_the_rest(mixed_inputs:
     assert "Traceback" not in run.stderr
 
 
+def _openai_segments(model: whisper.Whisper, audio: np.ndarray, **options) -> list[dict]:
+    """openai-whisper's greedy segments with text (it blanks empty ones, mmseq drops them)."""
+    result = whisper.transcribe(model, audio, temperature=0.0, fp16=False, language="en", **options)
+    return [s for s in result["segments"] if s["text"].strip()]
+
+
+def _assert_same_windows(transcript: Transcript, reference: list[dict]) -> None:
+    assert [s.seek for s in transcript.segments] == [s["seek"] for s in reference]
+    assert [t for s in transcript.segments for t in s.tokens] == [
+        t for s in reference for t in s["tokens"]
+    ]
+    assert transcript.text == "".join(s["text"] for s in reference).strip()
+
+
 def test_hallucination_silence_threshold_as_openai(ours: Run, inputs, openai_model) -> None:
     """openai-whisper's hallucination_silence_threshold moves the windows over the silence and
     noise of `pauses` (the rule acts: the seeks differ from those without it); mmseq's windows,
     tokens and words are the same as openai-whisper's."""
     options = replace(fidelity_options(True, words=True), hallucination_silence_threshold=2.0)
     transcript = ours("pauses", options)
-    reference = whisper.transcribe(
-        openai_model,
-        inputs["pauses"],
-        temperature=0.0,
-        word_timestamps=True,
-        hallucination_silence_threshold=2.0,
-        fp16=False,
-        language="en",
+    kept = _openai_segments(
+        openai_model, inputs["pauses"], word_timestamps=True, hallucination_silence_threshold=2.0
     )
-    kept = [s for s in reference["segments"] if s["text"].strip()]
-    assert [s.seek for s in transcript.segments] == [s["seek"] for s in kept]
-    assert [t for s in transcript.segments for t in s.tokens] == [
-        t for s in kept for t in s["tokens"]
-    ]
+    _assert_same_windows(transcript, kept)
     words = [(w.word, w.start, w.end) for s in transcript.segments for w in s.words]
     assert words == [(w["word"], w["start"], w["end"]) for s in kept for w in s["words"]]
     without = ours("pauses", fidelity_options(True, words=True))
@@ -466,20 +470,50 @@ def test_initial_prompt_as_openai(ours: Run, inputs, openai_model, condition, ca
         fidelity_options(condition), initial_prompt=PROMPT, carry_initial_prompt=carry
     )
     transcript = ours("long", options)
-    reference = whisper.transcribe(
+    kept = _openai_segments(
         openai_model,
         inputs["long"],
-        temperature=0.0,
         condition_on_previous_text=condition,
         initial_prompt=PROMPT,
         carry_initial_prompt=carry,
-        fp16=False,
-        language="en",
     )
-    kept = [s for s in reference["segments"] if s["text"].strip()]
     assert len({s.seek for s in transcript.segments}) >= 2
-    assert [s.seek for s in transcript.segments] == [s["seek"] for s in kept]
-    assert [t for s in transcript.segments for t in s.tokens] == [
-        t for s in kept for t in s["tokens"]
-    ]
-    assert transcript.text == reference["text"].strip()
+    _assert_same_windows(transcript, kept)
+
+
+@pytest.mark.parametrize(
+    ("clips", "words"),
+    [((3.0, 20.0, 28.0), False), ((0.0, 12.5, 13.0, 40.0), True), ((47.0,), False)],
+    ids=["two-clips", "touching-with-words", "last-seconds"],
+)
+def test_clip_timestamps_as_openai(ours: Run, inputs, openai_model, clips, words) -> None:
+    """Only the clips are decoded, with openai-whisper's windows: a window ends at its clip's
+    end; the next clip starts a new window; the previous text still prompts."""
+    options = replace(fidelity_options(True, words=words), clip_timestamps=clips)
+    transcript = ours("long", options)
+    kept = _openai_segments(
+        openai_model, inputs["long"], word_timestamps=words, clip_timestamps=list(clips)
+    )
+    assert transcript.segments
+    _assert_same_windows(transcript, kept)
+    for segment, expected in zip(transcript.segments, kept, strict=True):
+        assert segment.start == pytest.approx(expected["start"], abs=1e-6)
+        assert segment.end == pytest.approx(expected["end"], abs=1e-6)
+    first, last = clips[0], clips[-1] if len(clips) % 2 == 0 else None
+    assert transcript.segments[0].start >= first
+    if last is not None:
+        assert transcript.segments[-1].start < last
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"clip_timestamps": (5.0, 3.0)}, "each start before its end"),
+        ({"clip_timestamps": (0.0, 5.0, 4.0, 8.0)}, "the clips in order"),
+        ({"clip_timestamps": (-1.0,)}, "seconds >= 0"),
+        ({"clip_timestamps": (1.0, 5.0), "vad": True}, "not with vad"),
+    ],
+)
+def test_bad_clip_timestamps_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TranscribeOptions(**options)

@@ -254,3 +254,22 @@ def test_cli_refuses_a_language_of_an_english_only_model() -> None:
     assert run.returncode == 2 and run.stdout == ""
     assert "mmseq: error: language 'de': this model is English-only" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_language_of_a_clipped_file_is_detected_on_its_start(
+    ours: Transcriber, openai_model, audio
+) -> None:
+    """openai-whisper detects on the file's first 30 s even when its clips start later."""
+    noise = np.random.default_rng(0).normal(0, 0.1, 31 * 16000).astype(np.float32)
+    samples = np.concatenate([noise, *[audio] * 5])  # 31 s of noise, then 21 s of speech
+
+    def detected(mel: torch.Tensor) -> str:
+        _, probs = openai_model.detect_language(mel)
+        return max(probs, key=probs.get)
+
+    mel = whisper.log_mel_spectrogram(torch.from_numpy(samples), padding=N_SAMPLES)
+    on_start = detected(mel[:, :N_FRAMES])
+    assert on_start != detected(mel[:, 31 * 100 : 31 * 100 + N_FRAMES])  # the test can tell
+    options = TranscribeOptions(temperatures=(0.0,), clip_timestamps=(31.0,), max_new_tokens=8)
+    (transcript,) = ours.transcribe([samples], options)
+    assert transcript.language == on_start
