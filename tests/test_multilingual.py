@@ -28,6 +28,7 @@ from mmseq.data.vad import speech_chunks
 from mmseq.encoders.audio_features import N_FRAMES, N_SAMPLES, WindowedLogMel
 from mmseq.transcribe import TranscribeOptions, Transcriber, _main_language
 from mmseq.whisper.decoding import DecodingOptions, decode_windows, detect_language
+from mmseq.whisper.segments import Segment, split_sentences
 from mmseq.whisper.timing import split_words
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -273,3 +274,14 @@ def test_language_of_a_clipped_file_is_detected_on_its_start(
     options = TranscribeOptions(temperatures=(0.0,), clip_timestamps=(31.0,), max_new_tokens=8)
     (transcript,) = ours.transcribe([samples], options)
     assert transcript.language == on_start
+
+
+def test_sentences_split_at_wide_stops(ours: Transcriber) -> None:
+    """`--vad --without-timestamps --word-timestamps` cuts a chunk's text per sentence: after
+    "。", "！" or "？" no space follows, yet the sentence ends; "3.5" stays whole."""
+    tok = ours.whisper.tokenizer
+    text = "今日はいい天気ですね。散歩に行きましょう！ 3.5キロです。"
+    tokens = tok.encode(text)
+    segment = Segment(0.0, 10.0, text, tokens, -0.2, 1.0, 0.01, 0.0)
+    parts = [part.text for part in split_sentences(segment, tok)]
+    assert parts == ["今日はいい天気ですね。", "散歩に行きましょう！", " 3.5キロです。"]

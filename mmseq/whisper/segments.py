@@ -107,24 +107,43 @@ def split_window(
     return segments, seek + (tokens[last - 1] - tb) * FRAMES_PER_TOKEN, False
 
 
-SENTENCE_END = (".", "?", "!")
+SENTENCE_END = ".。!！?？"  # openai-whisper's sentence ends (word timing uses them too)
+WIDE_SENTENCE_END = ("。", "！", "？")  # CJK: no space follows, and never inside a number
 
 
 def split_sentences(segment: Segment, tokenizer: WhisperTokenizer) -> list[Segment]:
     """A segment decoded without timestamps, cut after each token that ends a sentence and is
-    followed by a word (so "3.5" stays whole). The parts keep the segment's times and scores;
-    word timestamps then move each part's bounds onto its words."""
+    followed by a word (so "3.5" stays whole; after "。", "！" or "？" any text follows). The
+    parts keep the segment's times and scores; word timestamps then move each part's bounds
+    onto its words."""
     tokens = segment.tokens
-    pieces = [tokenizer.decode([t]) for t in tokens]
+    pieces = _characters(tokens, tokenizer)
     cuts = [
-        i + 1
-        for i in range(len(tokens) - 1)
-        if tokens[i] < tokenizer.eot
-        and pieces[i].endswith(SENTENCE_END)
-        and pieces[i + 1].startswith(" ")
+        end
+        for (end, piece), (_, following) in zip(pieces, pieces[1:], strict=False)
+        if piece
+        and following
+        and (
+            piece.endswith(WIDE_SENTENCE_END)
+            or (piece.endswith(tuple(SENTENCE_END)) and following.startswith(" "))
+        )
     ]
     bounds = [0, *cuts, len(tokens)]
     return [
         replace(segment, text=tokenizer.decode(tokens[a:b]), tokens=tokens[a:b], words=[])
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
+
+
+def _characters(tokens: list[int], tokenizer: WhisperTokenizer) -> list[tuple[int, str]]:
+    """The tokens in runs that decode to whole characters (a CJK character or an emoji may
+    span tokens): (index after the run, its text; "" for a special token)."""
+    runs: list[tuple[int, str]] = []
+    start = 0
+    for i, token in enumerate(tokens):
+        text = tokenizer.decode(tokens[start : i + 1])
+        if "\ufffd" in text and token < tokenizer.eot and i + 1 < len(tokens):
+            continue  # an incomplete UTF-8 sequence: wait for the rest
+        runs.append((i + 1, text))
+        start = i + 1
+    return runs

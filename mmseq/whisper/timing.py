@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmseq.whisper.loading import Whisper
-from mmseq.whisper.segments import Segment, Word
+from mmseq.whisper.segments import SENTENCE_END, Segment, Word
 from mmseq.whisper.tokenizer import TIME_PRECISION, WhisperTokenizer
 
 MEDIAN_FILTER_WIDTH = 7
@@ -182,7 +182,6 @@ def align(
 
 PREPEND_PUNCTUATION = "\"'“¿([{-"
 APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
-SENTENCE_END = ".。!！?？"
 
 
 def merge_punctuation(words: list[WordTiming]) -> None:
