@@ -53,7 +53,7 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from mmseq.data.audio import load_audio
 from mmseq.encoders.audio_features import SAMPLE_RATE, LogMelSpectrogram
-from mmseq.transcribe import TranscribeOptions, Transcriber
+from mmseq.transcription import TranscribeOptions, Transcriber
 from mmseq.whisper import Whisper, load_whisper_checkpoint
 from mmseq.whisper.checkpoints import WhisperCheckpoint, openai_to_hf
 from mmseq.whisper.loading import embedded_model_dir

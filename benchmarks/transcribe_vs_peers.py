@@ -271,7 +271,7 @@ class Peers:
 def prepare_peers(folder: Path) -> Peers:
     from transcribe_speed import hf_generation_config  # benchmarks/ is the script's folder
 
-    from mmseq.transcribe import Transcriber
+    from mmseq.transcription import Transcriber
     from mmseq.whisper import load_whisper_checkpoint
     from mmseq.whisper.checkpoints import save_openai_pt
     from mmseq.whisper.loading import embedded_model_dir
@@ -297,7 +297,7 @@ def torch_threads(threads: int) -> None:
 
 
 def mmseq_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
-    from mmseq.transcribe import TranscribeOptions, Transcriber
+    from mmseq.transcription import TranscribeOptions, Transcriber
 
     torch_threads(threads)
 
@@ -567,7 +567,7 @@ def memory_probe(file: Path, path: str, threads: int) -> dict[str, float]:
     import soundfile as sf
     import torch
 
-    from mmseq.transcribe import TranscribeOptions, Transcriber
+    from mmseq.transcription import TranscribeOptions, Transcriber
 
     torch.set_num_threads(threads)
     transcriber = Transcriber()

@@ -16,9 +16,9 @@ _EXPORTS = {
     "GenerationConfig": "mmseq.generation",
     "generate": "mmseq.generation",
     "load_whisper": "mmseq.whisper",
-    "Transcriber": "mmseq.transcribe",
-    "TranscribeOptions": "mmseq.transcribe",
-    "transcribe": "mmseq.transcribe",
+    "Transcriber": "mmseq.transcription",
+    "TranscribeOptions": "mmseq.transcription",
+    "transcribe": "mmseq.transcription",
 }
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 log = logging.getLogger("mmseq")
@@ -34,56 +37,30 @@ def expand_inputs(paths: Sequence[str], suffixes: set[str] = AUDIO_SUFFIXES) -> 
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from mmseq.transcribe import TranscribeOptions, Transcriber
-    from mmseq.writers import FORMATS, SubtitleOptions, write_transcript
+    from mmseq.transcription import Transcriber
+    from mmseq.writers import FORMATS, write_transcript
 
     files = expand_inputs(args.files)
     if not files:
         raise ValueError("no audio files to transcribe")
     if args.explain:
         _check_explain_dir(args.explain)  # before the model loads
-    options = TranscribeOptions(
-        beam_size=args.beam_size,
-        best_of=args.best_of,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        temperatures=tuple(args.temperature),
-        condition_on_previous_text=args.condition_on_previous_text,
-        without_timestamps=args.without_timestamps,
-        initial_prompt=args.initial_prompt,
-        carry_initial_prompt=args.carry_initial_prompt,
-        word_timestamps=args.word_timestamps,
-        hallucination_silence_threshold=args.hallucination_silence_threshold,
-        keep_alignments=bool(args.explain),  # the transcripts stay as asked
-        vad=args.vad,
-        clip_timestamps=args.clip_timestamps,
-        language=args.language,
-        task=args.task,
-        compression_ratio_threshold=args.compression_ratio_threshold,
-        logprob_threshold=args.logprob_threshold,
-        no_speech_threshold=args.no_speech_threshold,
-    )
+    try:
+        options, subtitles = _transcribe_options(args)
+    except ValueError as err:  # name the flags, not the Python fields
+        raise ValueError(_as_flags(str(err))) from None
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads: expected a positive number, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    subtitles = SubtitleOptions(
-        max_line_width=args.max_line_width,
-        max_line_count=args.max_line_count,
-        max_words_per_line=args.max_words_per_line,
-        highlight_words=args.highlight_words,
-    )
-    if subtitles != SubtitleOptions() and not args.word_timestamps:
-        raise ValueError(
-            "--max-line-width, --max-line-count, --max-words-per-line and --highlight-words "
-            "cut subtitles by their words: add --word-timestamps"
-        )
     # an output folder without a format means every format, as in openai-whisper
     output_format = args.output_format or ("all" if args.output_dir else None)
     formats = list(FORMATS) if output_format == "all" else [output_format]
     output_dir = Path(args.output_dir or ".") if output_format else None
+    if output_dir is not None:
+        check_outputs(files, output_dir)  # before the model loads, not after the work
 
     started = time.perf_counter()
     model = args.model
@@ -132,6 +109,67 @@ def _transcribe(args: argparse.Namespace) -> int:
         f"; {failed} of {len(files)} file(s) failed" if failed else "",
     )
     return 1 if failed else 0
+
+
+def _transcribe_options(args: argparse.Namespace):  # noqa: ANN202 - two option types
+    from mmseq.transcription import TranscribeOptions
+    from mmseq.writers import SubtitleOptions
+
+    options = _from_args(
+        TranscribeOptions,
+        args,
+        temperatures=tuple(args.temperature),
+        keep_alignments=bool(args.explain),  # the transcripts stay as asked
+    )
+    subtitles = _from_args(SubtitleOptions, args)
+    if subtitles != SubtitleOptions() and not args.word_timestamps:
+        raise ValueError(
+            "--max-line-width, --max-line-count, --max-words-per-line and --highlight-words "
+            "cut subtitles by their words: add --word-timestamps"
+        )
+    return options, subtitles
+
+
+def _from_args(cls: type, args: argparse.Namespace, **overrides: object):  # noqa: ANN202
+    """An options dataclass from the flags named like its fields (--beam-size: beam_size)."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    return cls(**(given | overrides))
+
+
+# option fields whose CLI flag is not simply --the-field-name
+_FLAGS = {"temperatures": "--temperature"}
+_FLAGGED = (
+    "beam_size best_of batch_size max_new_tokens temperatures initial_prompt "
+    "carry_initial_prompt word_timestamps hallucination_silence_threshold clip_timestamps "
+    "compression_ratio_threshold logprob_threshold no_speech_threshold max_line_width "
+    "max_line_count max_words_per_line highlight_words"
+).split()
+
+
+def _as_flags(message: str) -> str:
+    """'max_line_count needs max_line_width' -> '--max-line-count needs --max-line-width'."""
+    pattern = r"\b(" + "|".join(_FLAGGED) + r")\b"
+    return re.sub(pattern, lambda m: _FLAGS.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
+def check_outputs(files: list[str], output_dir: Path) -> None:
+    """Refuse inputs that would overwrite each other's files (same stem), and a folder that
+    cannot be written, before any work is done."""
+    by_stem: dict[str, str] = {}
+    for name in files:
+        stem = Path(name).stem
+        if stem in by_stem:
+            raise ValueError(
+                f"{by_stem[stem]} and {name} would both write {output_dir / stem}.*: "
+                "transcribe them into different --output-dir folders"
+            )
+        by_stem[stem] = name
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--output-dir {output_dir}: cannot create it ({err.strerror})") from None
+    if not os.access(output_dir, os.W_OK):
+        raise ValueError(f"--output-dir {output_dir}: not writable")
 
 
 def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -349,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmseq",
         description="Multimodal sequence-to-sequence models: speech and images to text.",
     )
+    from mmseq import __version__
+
+    parser.add_argument("--version", action="version", version=f"mmseq {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-q",
@@ -394,8 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--without-timestamps",
         action="store_true",
-        help="one segment per 30 s window; with --vad one per speech chunk, or per sentence "
-        "with --word-timestamps (faster; measured with tiny.en, as accurate or more)",
+        help="no timestamp tokens: one segment per 30 s window, whose text may stop before "
+        "the window's end (as openai-whisper); with --vad one per speech chunk, or per "
+        "sentence with --word-timestamps (faster, and with tiny.en as accurate, measured)",
     )
     add(
         "--initial-prompt",
@@ -487,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cues.add_argument("--max-line-width", type=int, help="characters per line")
     cues.add_argument("--max-line-count", type=int, help="lines per cue (with --max-line-width)")
-    cues.add_argument("--max-words-per-line", type=int, help="words per cue")
+    cues.add_argument(
+        "--max-words-per-line", type=int, help="words per cue (not with --max-line-width)"
+    )
     cues.add_argument(
         "--highlight-words", action="store_true", help="underline each word as it is spoken"
     )

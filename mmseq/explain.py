@@ -44,7 +44,7 @@ from torch import Tensor
 
 from mmseq.data.tokenizer import TextTokenizer
 from mmseq.model import EncoderDecoder
-from mmseq.transcribe import Transcript
+from mmseq.transcription import Transcript
 from mmseq.whisper.timing import Alignment, merge_punctuation
 from mmseq.whisper.tokenizer import TIME_PRECISION
 

@@ -1,7 +1,7 @@
 """Inference with models trained by `mmseq fit`: captioning images, transcribing audio.
 
 A `.ckpt` trained with Whisper's tokenizer and 30 s windows (a fine-tuned tiny.en) goes
-through the full Whisper long-form path (`mmseq.transcribe`); other speech models decode
+through the full Whisper long-form path (`mmseq.transcription`); other speech models decode
 30 s chunks (or Silero VAD's speech chunks) with their own tokenizer.
 """
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from mmseq.transcribe import Segment, Transcript, Word
+from mmseq.transcription import Segment, Transcript, Word
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 CUE_FORMATS = ("srt", "vtt")  # cut by SubtitleOptions

@@ -308,7 +308,7 @@ def test_chunk_times_go_back_onto_the_recording() -> None:
 
 @pytest.fixture(scope="module")
 def transcriber():  # noqa: ANN201
-    from mmseq.transcribe import Transcriber
+    from mmseq.transcription import Transcriber
 
     return Transcriber()
 
@@ -320,7 +320,7 @@ def test_transcribing_a_file_equals_transcribing_its_samples(
 ) -> None:
     """A 44.1 kHz stereo file of about 40 s (two windows), and a file whose last block holds a
     NaN, which fails alone."""
-    from mmseq.transcribe import TranscribeOptions
+    from mmseq.transcription import TranscribeOptions
 
     audio = AF.resample(torch.from_numpy(_speech(40.0)), SR, 44100).numpy()
     path = tmp_path / "stereo.wav"

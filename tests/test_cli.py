@@ -132,7 +132,7 @@ def test_help(command: list[str], mentions: str) -> None:
 def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> None:  # noqa: ANN001
     import torch
 
-    import mmseq.transcribe
+    import mmseq.transcription
     from mmseq.cli import main
 
     seen = {}
@@ -141,7 +141,7 @@ def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> N
         seen["options"], seen["threads"] = options, torch.get_num_threads()
         return iter([])
 
-    monkeypatch.setattr(mmseq.transcribe.Transcriber, "iter_transcribe", iter_transcribe)
+    monkeypatch.setattr(mmseq.transcription.Transcriber, "iter_transcribe", iter_transcribe)
     threads = torch.get_num_threads()
     try:
         args = ["-q", "transcribe", str(CLIPS / GOOD[0]), "--threads", "1"]
@@ -169,3 +169,55 @@ def test_bad_decoding_flags_are_usage_errors(flags: list[str], message: str) -> 
     run = mmseq("transcribe", CLIPS / GOOD[0], *flags)
     assert run.returncode == 2 and run.stdout == ""
     assert message in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-line-count", "2", "--word-timestamps"], "--max-line-count needs --max-line-width"),
+        (["--hallucination-silence-threshold", "2"], "--hallucination-silence-threshold: needs"),
+        (["--max-new-tokens", "0"], "--max-new-tokens: expected a number >= 1, got 0"),
+        (["--beam-size", "0"], "--beam-size: expected a number >= 1, got 0"),
+        (["--temperature", "-1"], "--temperature: expected values >= 0"),
+    ],
+)
+def test_option_errors_name_the_flags(flags: list[str], message: str) -> None:
+    run = mmseq("transcribe", CLIPS / GOOD[0], *flags)
+    assert run.returncode == 2 and run.stdout == ""
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_outputs_that_would_overwrite_each_other_are_refused(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "talk.flac").write_bytes((CLIPS / GOOD[0]).read_bytes())
+    first, second = tmp_path / "a" / "talk.flac", tmp_path / "b" / "talk.flac"
+    out = tmp_path / "out"
+    run = mmseq("transcribe", first, second, "--output-format", "txt", "--output-dir", out)
+    assert run.returncode == 2 and run.stdout == ""
+    assert f"{first} and {second} would both write {out / 'talk'}.*" in run.stderr
+    assert not out.exists()  # refused before any work
+
+
+def test_unwritable_output_dir_is_refused_before_the_work(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    run = mmseq("transcribe", CLIPS / GOOD[0], "--output-dir", blocker / "out")
+    assert run.returncode == 2 and run.stdout == ""  # no transcript printed first
+    assert f"--output-dir {blocker / 'out'}: cannot create it" in run.stderr
+
+
+def test_version() -> None:
+    run = mmseq("--version")
+    assert run.returncode == 0 and run.stdout.startswith("mmseq ")
+
+
+def test_package_transcribe_stays_the_function() -> None:
+    """`mmseq.transcribe` is the one-call function even after its module is imported (a
+    module of the same name would replace it on the package)."""
+    import mmseq
+    import mmseq.transcription
+    from mmseq import transcribe
+
+    assert transcribe is mmseq.transcribe is mmseq.transcription.transcribe
+    assert callable(transcribe)

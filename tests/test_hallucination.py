@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mmseq.encoders.audio_features import FRAMES_PER_SECOND
-from mmseq.transcribe import TranscribeOptions
+from mmseq.transcription import TranscribeOptions
 from mmseq.whisper.hallucination import (
     Window,
     is_anomalous,

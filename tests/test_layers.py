@@ -22,7 +22,7 @@ RANKS = {
     "mmseq.whisper": 5,
     "mmseq.data": 5,
     "mmseq.training": 6,
-    "mmseq.transcribe": 6,
+    "mmseq.transcription": 6,
     "mmseq.inference": 6,
     "mmseq.explain": 6,
     "mmseq.writers": 7,

@@ -25,7 +25,7 @@ import whisper
 
 from mmseq.data.synth import recording, speak
 from mmseq.encoders.audio_features import N_FRAMES, WindowedLogMel
-from mmseq.transcribe import TranscribeOptions, Transcriber, Transcript
+from mmseq.transcription import TranscribeOptions, Transcriber, Transcript
 from mmseq.whisper.checkpoints import load_whisper_checkpoint, save_openai_pt
 from mmseq.whisper.loading import embedded_model_dir
 
@@ -309,7 +309,7 @@ def test_vad_decodes_each_speech_chunk_once(
 ) -> None:
     """A chunk ends in silence, so its unfinished last segment is closed at the chunk's end
     rather than decoded again from its start (which costs a second encoder pass per chunk)."""
-    import mmseq.transcribe as transcribe_module
+    import mmseq.transcription as transcribe_module
     from mmseq.data.vad import speech_chunks
 
     decoded: list[int] = []
@@ -517,3 +517,18 @@ def test_clip_timestamps_as_openai(ours: Run, inputs, openai_model, clips, words
 def test_bad_clip_timestamps_are_refused(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TranscribeOptions(**options)
+
+
+def test_one_input_alone_is_one_input(transcriber: Transcriber, inputs) -> None:
+    """A path or an array passed alone is not taken as a sequence of inputs."""
+    name = next(iter(GOOD))
+    options = TranscribeOptions(temperatures=0.0)
+    by_path = transcriber.transcribe(str(CLIPS / name), options)
+    by_array = transcriber.transcribe(inputs[name], options)
+    assert len(by_path) == len(by_array) == 1
+    assert by_path[0].error is None and by_path[0].text == by_array[0].text != ""
+
+
+def test_language_is_case_insensitive(transcriber: Transcriber) -> None:
+    assert TranscribeOptions(language="EN").language == "en"
+    assert list(transcriber.iter_transcribe([], TranscribeOptions(language="English"))) == []

@@ -26,7 +26,7 @@ from transformers.convert_slow_tokenizer import TikTokenConverter
 from mmseq.data.audio import AudioStream, load_audio
 from mmseq.data.vad import speech_chunks
 from mmseq.encoders.audio_features import N_FRAMES, N_SAMPLES, WindowedLogMel
-from mmseq.transcribe import TranscribeOptions, Transcriber, _main_language
+from mmseq.transcription import TranscribeOptions, Transcriber, _main_language
 from mmseq.whisper.decoding import DecodingOptions, decode_windows, detect_language
 from mmseq.whisper.segments import Segment, split_sentences
 from mmseq.whisper.timing import split_words

@@ -20,7 +20,7 @@ import pytest
 import whisper
 
 from mmseq.data.audio import load_audio
-from mmseq.transcribe import TranscribeOptions, Transcriber, Transcript
+from mmseq.transcription import TranscribeOptions, Transcriber, Transcript
 from mmseq.whisper.checkpoints import load_whisper_checkpoint, save_openai_pt
 from mmseq.whisper.loading import embedded_model_dir
 

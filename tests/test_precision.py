@@ -12,7 +12,7 @@ from torch import nn
 
 from mmseq.nn.attention import CrossAttention
 from mmseq.precision import Int8WeightLinear, apply_compute_type
-from mmseq.transcribe import TranscribeOptions, Transcriber
+from mmseq.transcription import TranscribeOptions, Transcriber
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

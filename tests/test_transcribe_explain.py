@@ -30,7 +30,7 @@ from mmseq.explain import (
     render_alignment,
     window_panel,
 )
-from mmseq.transcribe import TranscribeOptions, Transcriber
+from mmseq.transcription import TranscribeOptions, Transcriber
 from mmseq.whisper import load_whisper
 
 CLIPS = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips"

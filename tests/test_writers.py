@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import whisper.utils
 
-from mmseq.transcribe import Segment, Transcript, Word
+from mmseq.transcription import Segment, Transcript, Word
 from mmseq.writers import (
     FORMATS,
     SubtitleOptions,

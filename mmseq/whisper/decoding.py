@@ -44,8 +44,10 @@ class DecodingOptions:
             raise ValueError(f"temperatures: expected values >= 0, got {self.temperatures}")
         if self.task not in TASKS:
             raise ValueError(f"task: expected one of {TASKS}, got {self.task!r}")
-        if self.beam_size < 1 or self.best_of < 1:
-            raise ValueError("beam_size and best_of must be >= 1")
+        for name in ("beam_size", "best_of", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: expected a number >= 1, got {value}")
 
 
 @dataclass

@@ -99,7 +99,12 @@ class TranscribeOptions:
                     "hallucination_silence_threshold: expected seconds > 0, got "
                     f"{self.hallucination_silence_threshold}"
                 )
-        object.__setattr__(self, "temperatures", tuple(self.temperatures))
+        temperatures = self.temperatures
+        if isinstance(temperatures, (int, float)):  # one temperature: no fallback
+            temperatures = (temperatures,)
+        object.__setattr__(self, "temperatures", tuple(temperatures))
+        if self.language is not None:
+            object.__setattr__(self, "language", self.language.lower())
         object.__setattr__(self, "clip_timestamps", tuple(map(float, self.clip_timestamps)))
         _check_clips(self.clip_timestamps, self.vad)
         self.decoding()  # validates the rest
@@ -229,14 +234,17 @@ class Transcriber:
             network.decoder.compile(dynamic=True)
 
     def transcribe(
-        self, inputs: Sequence[AudioInput], options: TranscribeOptions | None = None
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        options: TranscribeOptions | None = None,
     ) -> list[Transcript]:
-        """Transcribe every input; an unreadable one yields a Transcript with `error` set."""
+        """Transcribe every input (a path or an array alone counts as one input); an
+        unreadable one yields a Transcript with `error` set."""
         return list(self.iter_transcribe(inputs, options))
 
     def iter_transcribe(
         self,
-        inputs: Sequence[AudioInput],
+        inputs: AudioInput | Sequence[AudioInput],
         options: TranscribeOptions | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> Iterator[Transcript]:
@@ -247,6 +255,8 @@ class Transcriber:
         """
         options = options or TranscribeOptions()
         self._check_language(options)
+        if isinstance(inputs, (str, os.PathLike, np.ndarray)):
+            inputs = [inputs]  # not its characters or rows
         jobs = (_load(item) for item in inputs)
         engine = self._vad_engine if options.vad else self._engine
         return engine(jobs, options, progress)
@@ -258,7 +268,7 @@ class Transcriber:
             if options.language is not None:
                 tok.language_token(options.language)  # raises, listing the model's codes
             return
-        if options.language not in (None, "en"):
+        if options.language not in (None, "en", "english"):
             raise ValueError(
                 f"language {options.language!r}: this model is English-only; other languages "
                 "need a multilingual Whisper checkpoint (whisper-tiny, -base, ...)"
