@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from mmseq import __version__
+
 log = logging.getLogger("mmseq")
 
 # = mmseq.data.images.DEFAULT_MAX_PIXELS (Pillow's limit), without importing torchvision here
@@ -60,7 +62,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     formats = list(FORMATS) if output_format == "all" else [output_format]
     output_dir = Path(args.output_dir or ".") if output_format else None
     if output_dir is not None:
-        check_outputs(files, output_dir)  # before the model loads, not after the work
+        _check_outputs(files, output_dir)  # before the model loads, not after the work
 
     started = time.perf_counter()
     model = args.model
@@ -152,7 +154,7 @@ def _as_flags(message: str) -> str:
     return re.sub(pattern, lambda m: _FLAGS.get(m[1], "--" + m[1].replace("_", "-")), message)
 
 
-def check_outputs(files: list[str], output_dir: Path) -> None:
+def _check_outputs(files: list[str], output_dir: Path) -> None:
     """Refuse inputs that would overwrite each other's files (same stem), and a folder that
     cannot be written, before any work is done."""
     by_stem: dict[str, str] = {}
@@ -387,8 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmseq",
         description="Multimodal sequence-to-sequence models: speech and images to text.",
     )
-    from mmseq import __version__
-
     parser.add_argument("--version", action="version", version=f"mmseq {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
