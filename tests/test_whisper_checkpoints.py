@@ -155,3 +155,10 @@ def test_ct2_model_that_is_not_whisper(tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(data)
     with pytest.raises(CheckpointError, match=r"model\.bin: not a CTranslate2 Whisper model"):
         load_whisper_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["tiny", "base.en", "large-v3"])
+def test_a_model_name_that_is_not_embedded(name: str) -> None:
+    """Names of other Whisper sizes are not downloaded: the error says what is embedded."""
+    with pytest.raises(CheckpointError, match=rf"model '{name}': .* the only model embedded is"):
+        load_whisper(name)

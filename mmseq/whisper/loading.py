@@ -97,6 +97,12 @@ def load_whisper(
     path = Path(name_or_path)
     if not path.exists() and str(name_or_path) == DEFAULT_MODEL:
         path = embedded_model_dir(str(name_or_path))
+    elif not path.exists() and len(path.parts) == 1:  # a bare name: a model name?
+        raise CheckpointError(
+            f"model {str(name_or_path)!r}: no such file or directory, and the only model "
+            f"embedded is {DEFAULT_MODEL!r}; for another size pass its checkpoint's path "
+            "(nothing is downloaded)"
+        )
     checkpoint = load_whisper_checkpoint(path)
     tokenizer = _find_tokenizer(checkpoint)
     if tokenizer.vocab_size != checkpoint.dims.n_vocab:
