@@ -8,6 +8,7 @@ otherwise the unfinished last segment is dropped and decoding resumes at its sta
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 
 from mmseq.encoders.audio_features import HOP_LENGTH, SAMPLE_RATE
 from mmseq.whisper.decoding import WindowResult
@@ -117,15 +118,17 @@ def split_sentences(segment: Segment, tokenizer: WhisperTokenizer) -> list[Segme
     parts keep the segment's times and scores; word timestamps then move each part's bounds
     onto its words."""
     tokens = segment.tokens
-    pieces = _characters(tokens, tokenizer)
+    runs = tokenizer.character_runs(tokens)
+    ends = list(accumulate(len(run) for run, _ in runs))
+    eot = tokenizer.eot
     cuts = [
         end
-        for (end, piece), (_, following) in zip(pieces, pieces[1:], strict=False)
-        if piece
-        and following
+        for end, (run, text), (following, following_text) in zip(ends, runs, runs[1:], strict=False)
+        if run[0] < eot
+        and following[0] < eot
         and (
-            piece.endswith(WIDE_SENTENCE_END)
-            or (piece.endswith(tuple(SENTENCE_END)) and following.startswith(" "))
+            text.endswith(WIDE_SENTENCE_END)
+            or (text.endswith(tuple(SENTENCE_END)) and following_text.startswith(" "))
         )
     ]
     bounds = [0, *cuts, len(tokens)]
@@ -133,17 +136,3 @@ def split_sentences(segment: Segment, tokenizer: WhisperTokenizer) -> list[Segme
         replace(segment, text=tokenizer.decode(tokens[a:b]), tokens=tokens[a:b], words=[])
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
-
-
-def _characters(tokens: list[int], tokenizer: WhisperTokenizer) -> list[tuple[int, str]]:
-    """The tokens in runs that decode to whole characters (a CJK character or an emoji may
-    span tokens): (index after the run, its text; "" for a special token)."""
-    runs: list[tuple[int, str]] = []
-    start = 0
-    for i, token in enumerate(tokens):
-        text = tokenizer.decode(tokens[start : i + 1])
-        if "\ufffd" in text and token < tokenizer.eot and i + 1 < len(tokens):
-            continue  # an incomplete UTF-8 sequence: wait for the rest
-        runs.append((i + 1, text))
-        start = i + 1
-    return runs

@@ -75,21 +75,15 @@ def split_words(
     spaced = language not in UNSPACED_LANGUAGES
     words: list[str] = []
     groups: list[list[int]] = []
-    pending: list[int] = []
-    for token in tokens:
-        pending.append(token)
-        text = tokenizer.decode_with_timestamps(pending)
-        if "\ufffd" in text and token < tokenizer.eot:
-            continue  # an incomplete multi-byte character: wait for the rest
-        special = pending[0] >= tokenizer.eot
+    for run, text in tokenizer.character_runs(tokens):
+        special = run[0] >= tokenizer.eot
         starts_word = text.startswith(" ") or text.strip() in string.punctuation
         if special or starts_word or not words or not spaced:
             words.append(text)
-            groups.append(pending)
+            groups.append(run)
         else:
             words[-1] += text
-            groups[-1].extend(pending)
-        pending = []
+            groups[-1].extend(run)
     return words, groups
 
 

@@ -111,6 +111,21 @@ class WhisperTokenizer:
         """Codes of `language_tokens`, in the same order ("en", "zh", "de", ...)."""
         return [self._tokenizer.id_to_token(i)[2:-2] for i in self.language_tokens]
 
+    def character_runs(self, tokens: list[int]) -> list[tuple[list[int], str]]:
+        """The tokens in runs that each decode to whole characters (a CJK character or an emoji
+        may span several byte-level tokens; a special or timestamp token ends a run), with the
+        run's text as `decode_with_timestamps` renders it."""
+        runs: list[tuple[list[int], str]] = []
+        pending: list[int] = []
+        for i, token in enumerate(tokens):
+            pending.append(token)
+            text = self.decode_with_timestamps(pending)
+            if "\ufffd" in text and token < self.eot and i + 1 < len(tokens):
+                continue  # an incomplete UTF-8 sequence: wait for the rest
+            runs.append((pending, text))
+            pending = []
+        return runs
+
     def language_token(self, language: str) -> int:
         """Id of `<|{language}|>`, e.g. "en"."""
         token = self._tokenizer.token_to_id(f"<|{language}|>")
