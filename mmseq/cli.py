@@ -166,10 +166,7 @@ def _check_outputs(files: list[str], output_dir: Path) -> None:
                 "transcribe them into different --output-dir folders"
             )
         by_stem[stem] = name
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"--output-dir {output_dir}: cannot create it ({err.strerror})") from None
+    _make_dir("--output-dir", output_dir)
     if not os.access(output_dir, os.W_OK):
         raise ValueError(f"--output-dir {output_dir}: not writable")
 
@@ -213,12 +210,15 @@ def _check_explain_dir(name: str) -> None:
 
 def _make_explain_dir(name: str) -> None:
     _check_explain_dir(name)
+    _make_dir("--explain", Path(name))
+
+
+def _make_dir(flag: str, path: Path) -> None:
+    """Create the folder given to `flag`, or say why it cannot be created."""
     try:
-        Path(name).mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(
-            f"--explain {name}: cannot create the directory ({err.strerror})"
-        ) from None
+        raise ValueError(f"{flag} {path}: cannot create the directory ({err.strerror})") from None
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}

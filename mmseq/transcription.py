@@ -370,9 +370,8 @@ class Transcriber:
             prompt = self.whisper.tokenizer.encode(" " + options.initial_prompt.strip())
         one_window = job.one_window and mel.content_frames <= N_FRAMES
         clips = _clip_frames(options.clip_timestamps, mel.content_frames)
-        language = options.language
-        if language is None and not self.whisper.tokenizer.is_multilingual:
-            language = "en"
+        # English-only models speak English, whatever `en` was spelled as (None, "english")
+        language = options.language if self.whisper.tokenizer.is_multilingual else "en"
         transcript.language = language or transcript.language
         state = _File(
             index,

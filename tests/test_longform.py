@@ -529,6 +529,8 @@ def test_one_input_alone_is_one_input(transcriber: Transcriber, inputs) -> None:
     assert by_path[0].error is None and by_path[0].text == by_array[0].text != ""
 
 
-def test_language_is_case_insensitive(transcriber: Transcriber) -> None:
+def test_language_is_case_insensitive(transcriber: Transcriber, inputs) -> None:
     assert TranscribeOptions(language="EN").language == "en"
-    assert list(transcriber.iter_transcribe([], TranscribeOptions(language="English"))) == []
+    options = TranscribeOptions(language="English", temperatures=0.0)
+    (transcript,) = transcriber.transcribe(inputs[next(iter(GOOD))], options)
+    assert transcript.error is None and transcript.language == "en"  # the code, as written

@@ -246,17 +246,6 @@ def test_cli_translate_writes_the_language(model_path: Path, tmp_path: Path) -> 
     assert result["language"] == "de"
 
 
-def test_cli_refuses_a_language_of_an_english_only_model() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "mmseq.cli", "transcribe", CLIPS / "clip1_en-us.flac",
-         "--language", "de"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 2 and run.stdout == ""
-    assert "mmseq: error: language 'de': this model is English-only" in run.stderr
-    assert "Traceback" not in run.stderr
-
-
 def test_language_of_a_clipped_file_is_detected_on_its_start(
     ours: Transcriber, openai_model, audio
 ) -> None:
