@@ -19,6 +19,7 @@ _EXPORTS = {
     "Transcriber": "mmseq.transcription",
     "TranscribeOptions": "mmseq.transcription",
     "transcribe": "mmseq.transcription",
+    "TextGenerator": "mmseq.text.generator",
 }
 
 

@@ -67,8 +67,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = args.model
     if str(model).endswith(".ckpt"):
+        from mmseq.checkpoint import load_trained
         from mmseq.inference import whisper_from_trained
-        from mmseq.training.checkpoint import load_trained
 
         trained = load_trained(model, args.device)
         model = whisper_from_trained(trained)
@@ -387,7 +387,7 @@ def _seconds_list(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmseq",
-        description="Multimodal sequence-to-sequence models: speech and images to text.",
+        description="Multimodal sequence-to-sequence models: speech, images and text to text.",
     )
     parser.add_argument("--version", action="version", version=f"mmseq {__version__}")
     common = argparse.ArgumentParser(add_help=False)
@@ -587,6 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
     c.set_defaults(run=_caption)
+
+    from mmseq.cli_text import add_text_commands
+
+    add_text_commands(commands, common)
 
     d = commands.add_parser("data", help="datasets: make the embedded demo data")
     data = d.add_subparsers(dest="data_command", required=True)

@@ -1,36 +1,33 @@
-"""The shared text decoder: token + learned positions, causal self-attention, cross-attention to
-any encoder's states, MLP, final norm, output projection tied to the token embedding."""
+"""The shared text decoder: token embedding and positions, causal self-attention, cross-attention
+to any encoder's states, MLP, optional final norm, output projection (tied or not).
+
+Every family is a set of config values (`mmseq.nn.text_stack` lists them); the output side adds
+T5 v1.0's rescale of the final states and the fixed `final_logits_bias` of BART, Marian and
+Pegasus.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmseq.nn import (
-    BlockConfig,
-    KVCache,
-    PositionEmbedding,
-    TransformerBlock,
-    causal_mask_with_offset,
-    make_norm,
-    padding_mask_for_sdpa,
-)
+from mmseq.nn import KVCache, TransformerBlock, make_norm, padding_mask_for_sdpa
+from mmseq.nn.attention import merge_masks
+from mmseq.nn.text_stack import TextStack, TextStackConfig, relative_bias
 
 
 @dataclass
-class DecoderConfig:
+class DecoderConfig(TextStackConfig):
     """Defaults are Whisper tiny.en's decoder."""
 
     vocab_size: int = 51864
     n_ctx: int = 448  # longest token sequence, prompt included
-    n_layers: int = 4
-    block: BlockConfig = field(default_factory=BlockConfig)
-    tie_embeddings: bool = True
-    scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (BART, Marian)
+    tie_embeddings: bool = True  # the output projection is the token embedding
+    rescale_output: bool = False  # final states x d_model**-0.5 before the head (tied T5 v1.0)
+    final_logits_bias: bool = False  # a fixed [V] bias added to the logits (BART, Marian, Pegasus)
 
 
 @dataclass
@@ -39,17 +36,31 @@ class DecoderCache:
 
     self_attn: one preallocated KVCache per layer; context_kv: per layer the cross-attention
     keys/values [B, H, S, Dh], projected once per input; context_mask: SDPA mask [B, 1, 1, S]
-    or None; position: how many tokens have been decoded so far.
+    or None; position: how many tokens have been decoded so far; key_positions: [max_len], the
+    position of each cache slot, against which each step's mask is built.
     """
 
     self_attn: list[KVCache]
     context_kv: list[tuple[Tensor, Tensor]]
     context_mask: Tensor | None
+    key_positions: Tensor
     position: int = 0
 
     @property
     def max_len(self) -> int:
         return self.self_attn[0].max_len
+
+    def claim(self, length: int) -> Tensor:
+        """Positions [length] for the next tokens; the cache advances past them."""
+        end = self.position + length
+        if end > self.max_len:
+            raise ValueError(
+                f"KV cache overflow: positions up to {end} requested, cache holds {self.max_len}; "
+                "lower max_new_tokens or create the cache with a larger max_len"
+            )
+        positions = self.key_positions[self.position : end]
+        self.position = end
+        return positions
 
     def reorder(self, index: Tensor) -> None:
         """Row i continues the hypothesis of row index[i] (beam search). The context rows stay:
@@ -58,28 +69,25 @@ class DecoderCache:
             cache.reorder(index, self.position)
 
 
-class TextDecoder(nn.Module):
-    def __init__(self, cfg: DecoderConfig) -> None:
-        super().__init__()
+class TextDecoder(TextStack):
+    def __init__(self, cfg: DecoderConfig, token_embedding: nn.Embedding | None = None) -> None:
+        super().__init__(cfg, token_embedding)
         self.config = cfg
         d = cfg.block.d_model
-        self.token_embedding = nn.Embedding(cfg.vocab_size, d)
-        # N(0, 1) (PyTorch's default) makes tied logits huge at initialisation; GPT-2's 0.02
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        self.positions = PositionEmbedding("learned", cfg.n_ctx, d)
-        self.embed_scale = math.sqrt(d) if cfg.scale_embeddings else 1.0
+        self.relative = relative_bias(cfg, bidirectional=False)
         self.blocks = nn.ModuleList(
             TransformerBlock(cfg.block, cross_attention=True) for _ in range(cfg.n_layers)
         )
-        pre_norm = cfg.block.pre_norm
-        self.norm = make_norm(cfg.block.norm, d, cfg.block.norm_eps) if pre_norm else None
+        self.norm = make_norm(cfg.block.norm, d, cfg.block.norm_eps) if cfg.has_final_norm else None
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
+        if cfg.final_logits_bias:
+            # [1, V], the shape BART, Marian and Pegasus store it in
+            self.register_buffer("final_logits_bias", torch.zeros(1, cfg.vocab_size))
+        else:
+            self.final_logits_bias = None
+        self.output_scale = d**-0.5 if cfg.rescale_output else 1.0
         self._output_t: Tensor | None = None  # see _output_matrix
         self._output_key: tuple | None = None
-
-    @property
-    def d_model(self) -> int:
-        return self.config.block.d_model
 
     def project_context(self, context: Tensor) -> list[tuple[Tensor, Tensor]]:
         """context [B, S, D] -> per layer cross-attention keys/values [B, H, S, Dh]."""
@@ -109,19 +117,20 @@ class TextDecoder(nn.Module):
             if context_mask is not None:
                 context_mask = context_mask.repeat_interleave(repeat, 0)
         weight = self.token_embedding.weight
-        blk = self.config.block
+        attn = self.blocks[0].attn
         caches = [
             KVCache(
                 context.shape[0] * repeat,
-                blk.n_heads,
+                attn.n_heads,
                 max_len,
-                blk.d_model // blk.n_heads,
+                attn.head_dim,
                 dtype=weight.dtype,
                 device=weight.device,
             )
             for _ in self.blocks
         ]
-        return DecoderCache(caches, kv, padding_mask_for_sdpa(context_mask))
+        slots = torch.arange(max_len, device=weight.device)
+        return DecoderCache(caches, kv, padding_mask_for_sdpa(context_mask), slots)
 
     def forward(
         self,
@@ -141,47 +150,88 @@ class TextDecoder(nn.Module):
         """
         if tokens.dim() != 2:
             raise ValueError(f"decoder tokens: expected [B, T], got shape {tuple(tokens.shape)}")
-        position = 0 if cache is None else cache.position
-        x = self.token_embedding(tokens) * self.embed_scale
-        x = x + self.positions(tokens.shape[1], position).to(x.dtype)
-
+        t = tokens.shape[1]
         if cache is None:
             if context is None:
                 raise ValueError("decoder: pass the encoder states as context, or a cache")
-            context_kv = self.project_context(context)
-            cross_mask = padding_mask_for_sdpa(context_mask)
-            self_mask, causal = None, True
+            self.check_length(t, "decoder input")
+            x = self.teacher_forced(tokens, context, context_mask, cross_scores)
         else:
-            context_kv, cross_mask = cache.context_kv, cache.context_mask
-            t = tokens.shape[1]
-            # one new token sees every cached one; a chunk after a prefix needs an offset mask
-            self_mask = (
-                causal_mask_with_offset(t, position, x.device) if t > 1 and position else None
-            )
-            causal = t > 1 and position == 0
+            self.check_length(cache.position + t, "decoder input")
+            x = self.cached_step(tokens, cache.claim(t), cache, cross_scores)
+        if last_only:
+            x = x[:, -1:]
+        return self.logits(x)
 
-        for i, block in enumerate(self.blocks):
+    def teacher_forced(
+        self,
+        tokens: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None,
+        cross_scores: list[Tensor] | None = None,
+    ) -> Tensor:
+        """tokens [B, T] from position 0, causal -> final states [B, T, D]."""
+        x = self.embed(tokens)
+        self_mask, causal = None, True
+        if self.relative is not None:
+            positions = torch.arange(tokens.shape[1], device=tokens.device)
+            allowed = positions[None, :] <= positions[:, None]
+            self_mask, causal = merge_masks(self.relative(positions, positions), allowed), False
+        context_kv = self.project_context(context)
+        cross_mask = padding_mask_for_sdpa(context_mask)
+        for block, kv in zip(self.blocks, context_kv, strict=True):
             x = block(
                 x,
                 mask=self_mask,
                 causal=causal,
-                cache=None if cache is None else cache.self_attn[i],
-                position=position,
-                context_kv=context_kv[i],
+                context_kv=kv,
                 context_mask=cross_mask,
                 cross_scores=cross_scores,
             )
-        if cache is not None:
-            cache.position += tokens.shape[1]
-        if last_only:
-            x = x[:, -1:]
-        if self.norm is not None:
-            x = self.norm(x)
+        return x if self.norm is None else self.norm(x)
+
+    def cached_step(
+        self,
+        tokens: Tensor,
+        positions: Tensor,
+        cache: DecoderCache,
+        cross_scores: list[Tensor] | None = None,
+    ) -> Tensor:
+        """tokens [B, T] at positions [T] (claimed from the cache) -> final states [B, T, D].
+
+        Reads the whole fixed-size cache under a mask, so its shapes do not depend on the
+        position: a compiled step is compiled once per T."""
+        x = self.embed(tokens, positions)
+        allowed = cache.key_positions[None, :] <= positions[:, None]  # [T, max_len]
+        bias = None
+        if self.relative is not None:
+            bias = self.relative(positions, cache.key_positions)
+        self_mask = merge_masks(bias, allowed)
+        for block, kv_cache, kv in zip(self.blocks, cache.self_attn, cache.context_kv, strict=True):
+            x = block(
+                x,
+                mask=self_mask,
+                cache=kv_cache,
+                positions=positions,
+                context_kv=kv,
+                context_mask=cache.context_mask,
+                cross_scores=cross_scores,
+            )
+        return x if self.norm is None else self.norm(x)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Final states [B, T, D] -> logits [B, T, V] in fp32."""
+        if self.output_scale != 1.0:
+            x = x * self.output_scale
         if self.lm_head is not None:
-            return self.lm_head(x).float()
-        if torch.is_grad_enabled():
-            return F.linear(x, self.token_embedding.weight.to(x.dtype)).float()
-        return (x @ self._output_matrix(x.dtype)).float()
+            logits = self.lm_head(x).float()
+        elif torch.is_grad_enabled():
+            logits = F.linear(x, self.token_embedding.weight.to(x.dtype)).float()
+        else:
+            logits = (x @ self._output_matrix(x.dtype)).float()
+        if self.final_logits_bias is not None:
+            logits = logits + self.final_logits_bias
+        return logits
 
     def _output_matrix(self, dtype: torch.dtype) -> Tensor:
         """The tied output projection as a contiguous [D, V] copy, for inference only.

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
+from mmseq.checkpoint import TrainedModel, load_trained
 from mmseq.data.audio import AudioLoadError, load_audio
 from mmseq.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, encoder_transforms, load_image
 from mmseq.data.tokenizer import WhisperTextTokenizer
 from mmseq.encoders.audio_features import SAMPLE_RATE
 from mmseq.generation import GenerationConfig, GenerationOutput, generate
-from mmseq.training.checkpoint import TrainedModel, load_trained
 from mmseq.whisper.loading import Whisper
 
 CHUNK_SECONDS = 30.0

@@ -34,6 +34,21 @@ class ModelConfig:
     audio: AudioEncoderConfig | None = None
     image: ImageEncoderConfig | None = None
     text: TextEncoderConfig | None = None
+    # the text encoder reads the decoder's token embedding (T5, BART, Marian, Pegasus)
+    share_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if self.share_embeddings:
+            if self.text is None:
+                raise ValueError("share_embeddings needs a text encoder")
+            if (self.text.vocab_size, self.text.block.d_model) != (
+                self.decoder.vocab_size,
+                self.decoder.block.d_model,
+            ):
+                raise ValueError(
+                    "share_embeddings: text.vocab_size and text.block.d_model must equal the "
+                    "decoder's"
+                )
 
     @property
     def modalities(self) -> list[str]:
@@ -69,7 +84,8 @@ class EncoderDecoder(nn.Module):
         self.encoders = nn.ModuleDict(
             {name: _ENCODERS[name](getattr(config, name)) for name in config.modalities}
         )
-        self.decoder = TextDecoder(config.decoder)
+        shared = self.encoders["text"].token_embedding if config.share_embeddings else None
+        self.decoder = TextDecoder(config.decoder, shared)
         self.bridges = nn.ModuleDict(
             {
                 name: nn.Linear(enc.d_model, self.decoder.d_model)

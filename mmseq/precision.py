@@ -48,7 +48,11 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
             stacklevel=2,
         )
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    return model.to(dtype[compute_type])
+    model = model.to(dtype[compute_type])
+    for module in model.modules():  # T5's feed-forward output stays fp32 (see BlockConfig)
+        if isinstance(module, MLP) and module.fp32_output:
+            module.fc2.float()
+    return model
 
 
 class Int8WeightLinear(nn.Module):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mmseq.checkpoint import MODEL_PREFIX, checkpoint_entry
 from mmseq.cli import main
 from mmseq.data.tokenizer import train_bpe
 from mmseq.decoder import DecoderConfig
@@ -30,7 +31,6 @@ from mmseq.explain import (
 )
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.nn import BlockConfig
-from mmseq.training.checkpoint import MODEL_PREFIX, checkpoint_entry
 
 TEXTS = ["a red square", "a blue circle left of a red square", "a green triangle above"] * 20
 BLOCK = BlockConfig(d_model=32, n_heads=2, d_ff=64)
@@ -91,7 +91,7 @@ def test_cli_writes_one_figure_per_image(
 
 
 def test_attention_rows_are_distributions_over_the_image(checkpoint: Path, tokenizer) -> None:  # noqa: ANN001
-    from mmseq.training.checkpoint import load_trained
+    from mmseq.checkpoint import load_trained
 
     model = load_trained(checkpoint).model
     tokens = [*tokenizer.prefix("caption"), *tokenizer.encode(" red red")]

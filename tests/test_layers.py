@@ -21,12 +21,15 @@ RANKS = {
     "mmseq.generation": 4,
     "mmseq.whisper": 5,
     "mmseq.data": 5,
+    "mmseq.checkpoint": 5,
     "mmseq.training": 6,
     "mmseq.transcription": 6,
     "mmseq.inference": 6,
     "mmseq.explain": 6,
+    "mmseq.text": 6,
     "mmseq.writers": 7,
     "mmseq.cli": 8,
+    "mmseq.cli_text": 8,
     "mmseq.demo": 8,
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,28 +22,33 @@ from mmseq.nn import (
 )
 
 
-def test_kv_cache_write_returns_everything_so_far() -> None:
+def test_kv_cache_writes_at_positions_into_fixed_buffers() -> None:
     cache = KVCache(2, 4, 8, 16, dtype=torch.float32, device="cpu")
     k1, v1 = torch.randn(2, 4, 3, 16), torch.randn(2, 4, 3, 16)
     k2, v2 = torch.randn(2, 4, 1, 16), torch.randn(2, 4, 1, 16)
-    cache.write(k1, v1, 0)
-    keys, values = cache.write(k2, v2, 3)
-    assert keys.shape == (2, 4, 4, 16)
-    assert torch.equal(keys, torch.cat([k1, k2], 2)) and torch.equal(values, torch.cat([v1, v2], 2))
+    cache.write(k1, v1, torch.arange(3))
+    keys, values = cache.write(k2, v2, torch.tensor([3]))
+    assert keys.shape == (2, 4, 8, 16)  # always the whole buffer: fixed shapes
+    assert torch.equal(keys[:, :, :4], torch.cat([k1, k2], 2))
+    assert torch.equal(values[:, :, :4], torch.cat([v1, v2], 2))
+    assert not keys[:, :, 4:].any()
 
 
-def test_kv_cache_overflow_is_an_error() -> None:
+def test_decoder_cache_overflow_is_an_error() -> None:
+    from mmseq.decoder import DecoderCache
+
     cache = KVCache(1, 2, 4, 8, dtype=torch.float32, device="cpu")
-    kv = torch.zeros(1, 2, 2, 8)
-    cache.write(kv, kv, 2)  # fills positions 2, 3 exactly
+    decoder_cache = DecoderCache([cache], [], None, torch.arange(4))
+    assert decoder_cache.claim(2).tolist() == [0, 1]
+    assert decoder_cache.claim(2).tolist() == [2, 3]  # fills the 4 slots exactly
     with pytest.raises(ValueError, match=r"KV cache overflow: positions up to 5.*holds 4"):
-        cache.write(kv, kv, 3)
+        decoder_cache.claim(1)
 
 
 def test_kv_cache_reorder() -> None:
     cache = KVCache(3, 1, 4, 2, dtype=torch.float32, device="cpu")
     k = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 1, 2, 2)
-    cache.write(k, k, 0)
+    cache.write(k, k, torch.arange(2))
     cache.reorder(torch.tensor([2, 2, 0]), length=2)
     assert cache.keys[:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [0, 0]]
     assert not cache.keys[:, :, 2:].any()  # slots past `length` untouched
@@ -53,12 +60,16 @@ def test_cached_self_attention_equals_causal_attention() -> None:
     attn = SelfAttention(32, 4)
     x = torch.randn(2, 7, 32)
     expected = attn(x, causal=True)
-    cache = KVCache(2, 4, 7, 8, dtype=torch.float32, device="cpu")
-    # a 3-token prompt (causal), then one token at a time, then a 2-token chunk after a prefix
-    steps = [attn(x[:, :3], causal=True, cache=cache, position=0)]
-    steps += [attn(x[:, t : t + 1], cache=cache, position=t) for t in (3, 4)]
-    mask = causal_mask_with_offset(2, 5, x.device)
-    steps.append(attn(x[:, 5:7], mask=mask, cache=cache, position=5))
+    cache = KVCache(2, 4, 9, 8, dtype=torch.float32, device="cpu")  # 2 slots never written
+    slots = torch.arange(9)
+
+    def step(start: int, end: int) -> torch.Tensor:
+        positions = torch.arange(start, end)
+        mask = slots[None, :] <= positions[:, None]  # unwritten slots hidden
+        return attn(x[:, start:end], mask=mask, cache=cache, positions=positions)
+
+    # a 3-token prompt, then one token at a time, then a 2-token chunk after a prefix
+    steps = [step(0, 3), step(3, 4), step(4, 5), step(5, 7)]
     torch.testing.assert_close(torch.cat(steps, 1), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -161,3 +172,67 @@ def test_padded_positions_do_not_change_real_tokens() -> None:
     # without the mask the garbage would leak into the real positions
     unmasked = encoder(garbage, None)
     assert not torch.allclose(unmasked.states[0, :4], a.states[0, :4], atol=1e-4)
+
+
+def test_marian_sinusoids_equal_transformers() -> None:
+    from transformers.models.marian.modeling_marian import MarianSinusoidalPositionalEmbedding
+
+    from mmseq.nn import marian_sinusoids
+
+    reference = MarianSinusoidalPositionalEmbedding(64, 48).create_weight()
+    assert torch.equal(marian_sinusoids(64, 48), reference)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+@pytest.mark.parametrize(("buckets", "distance"), [(32, 128), (8, 20)])
+def test_t5_relative_buckets_equal_transformers(bidirectional, buckets, distance) -> None:
+    from transformers.models.t5.modeling_t5 import T5Attention
+
+    from mmseq.nn import RelativePositionBias
+
+    relative = torch.arange(-300, 300)
+    expected = T5Attention._relative_position_bucket(
+        relative, bidirectional=bidirectional, num_buckets=buckets, max_distance=distance
+    )
+    bias = RelativePositionBias(4, buckets, distance, bidirectional)
+    assert torch.equal(bias.buckets(relative), expected)
+
+
+def test_relative_bias_while_decoding_offsets_the_query_positions() -> None:
+    from mmseq.nn import RelativePositionBias
+
+    torch.manual_seed(0)
+    bias = RelativePositionBias(2, 8, 20, bidirectional=False)
+    full = bias(torch.arange(6), torch.arange(6))  # [1, H, 6, 6]
+    step = bias(torch.tensor([4]), torch.arange(6))  # the 5th token, cache of 6 slots
+    assert torch.equal(step[0, :, 0], full[0, :, 4])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fp32_mlp_output_does_not_overflow(dtype) -> None:
+    """T5's `wo` overflows fp16 (transformers#9295): with fp32_mlp_output the product runs in
+    fp32 from an fp32 weight, and fp16 results are clamped to the finite range."""
+    from mmseq.nn import MLP
+    from mmseq.precision import apply_compute_type
+
+    cfg = BlockConfig(d_model=8, n_heads=2, d_ff=16, bias=False, fp32_mlp_output=True)
+    mlp = MLP(cfg)
+    with torch.no_grad():
+        mlp.fc2.weight.fill_(3000.0)
+    compute_type = {torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mmseq warns that float16 on the CPU is slow
+        apply_compute_type(nn.Sequential(mlp), compute_type)
+    assert mlp.fc2.weight.dtype == torch.float32 and mlp.fc1.weight.dtype == dtype
+    y = mlp(torch.ones(1, 8, dtype=dtype) * 40)  # fc2 output ~1e6: inf in fp16
+    assert y.dtype == dtype and torch.isfinite(y).all()
+
+
+def test_position_kinds_are_checked() -> None:
+    from mmseq.decoder import DecoderConfig
+    from mmseq.encoders import AudioEncoder, AudioEncoderConfig
+
+    with pytest.raises(ValueError, match=r"positions: expected one of .*'relative'.*got 'rope'"):
+        DecoderConfig(positions="rope")
+    with pytest.raises(ValueError, match="'relative' is for text stacks only"):
+        AudioEncoder(AudioEncoderConfig(positions="relative"))

@@ -20,12 +20,12 @@ from training_helpers import (
     write_config,
 )
 
+from mmseq.checkpoint import load_trained
 from mmseq.cli import main
 from mmseq.data.augment import SpecAugment
 from mmseq.data.collate import Batch
 from mmseq.data.modules import CaptionDataModule, SpeechDataModule
 from mmseq.errors import CheckpointError
-from mmseq.training.checkpoint import load_trained
 from mmseq.training.module import Seq2SeqModule
 from mmseq.training.optim import OptimizerConfig, build_optimizer, build_scheduler, lr_factor
 

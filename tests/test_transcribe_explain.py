@@ -166,8 +166,8 @@ def test_an_existing_file_as_dir_is_a_usage_error(tmp_path: Path) -> None:
 def test_a_whisper_fine_tune_checkpoint_is_explained(tmp_path: Path, tiny_en) -> None:  # noqa: ANN001
     """A `.ckpt` of Whisper (what fine-tuning writes) has no alignment heads of its own: every
     head of the upper decoder layers is used, as openai-whisper does."""
+    from mmseq.checkpoint import MODEL_PREFIX, checkpoint_entry
     from mmseq.data.tokenizer import WhisperTextTokenizer
-    from mmseq.training.checkpoint import MODEL_PREFIX, checkpoint_entry
 
     model = tiny_en.model
     entry = checkpoint_entry(model.config, WhisperTextTokenizer(tiny_en.tokenizer), {})
@@ -181,12 +181,12 @@ def test_a_whisper_fine_tune_checkpoint_is_explained(tmp_path: Path, tiny_en) ->
 
 
 def test_a_model_trained_from_scratch_is_refused(tmp_path: Path) -> None:
+    from mmseq.checkpoint import MODEL_PREFIX, checkpoint_entry
     from mmseq.data.tokenizer import train_bpe
     from mmseq.decoder import DecoderConfig
     from mmseq.encoders import AudioEncoderConfig
     from mmseq.model import EncoderDecoder, ModelConfig
     from mmseq.nn import BlockConfig
-    from mmseq.training.checkpoint import MODEL_PREFIX, checkpoint_entry
 
     tokenizer = train_bpe(["the meeting has been moved"] * 20, vocab_size=300)
     block = BlockConfig(d_model=32, n_heads=2, d_ff=64)

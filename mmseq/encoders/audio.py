@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from mmseq.encoders.audio_features import N_FRAMES, LogMelSpectrogram
 from mmseq.encoders.base import EncoderOutput, EncoderStack, lengths_to_mask
-from mmseq.nn import BlockConfig, PositionEmbedding
-from mmseq.nn.positions import PositionKind
+from mmseq.nn import BlockConfig
+from mmseq.nn.positions import PositionKind, make_positions
 
 
 @dataclass
@@ -22,7 +22,7 @@ class AudioEncoderConfig:
     n_ctx: int = 1500  # encoder positions (mel frames / 2): 1500 = 30 s
     n_layers: int = 4
     block: BlockConfig = field(default_factory=BlockConfig)
-    positions: PositionKind = "sinusoidal"
+    positions: PositionKind = "sinusoidal"  # "none", "learned", "sinusoidal" (Whisper's)
     # Whisper was trained on 30 s windows and attends to their padding; models trained from
     # scratch can set False to encode only the frames that hold audio (masked in attention).
     pad_to_30s: bool = True
@@ -38,7 +38,9 @@ class AudioEncoder(nn.Module):
         )
         self.conv1 = nn.Conv1d(cfg.n_mels, d, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
-        self.positions = PositionEmbedding(cfg.positions, cfg.n_ctx, d)
+        if cfg.positions == "relative":
+            raise ValueError("audio encoder positions: 'relative' is for text stacks only")
+        self.positions = make_positions(cfg.positions, cfg.n_ctx, d)
         self.stack = EncoderStack(cfg.block, cfg.n_layers)
 
     @property
@@ -59,7 +61,8 @@ class AudioEncoder(nn.Module):
             )
         x = mel.to(self.conv1.weight.dtype)
         x = F.gelu(self.conv2(F.gelu(self.conv1(x)))).transpose(1, 2)  # [B, T/2, D]
-        x = x + self.positions(x.shape[1]).to(x.dtype)
+        if self.positions is not None:
+            x = x + self.positions(x.shape[1]).to(x.dtype)
         mask = None
         if lengths is not None and not self.config.pad_to_30s:
             mask = lengths_to_mask((lengths.to(x.device) + 1) // 2, x.shape[1])

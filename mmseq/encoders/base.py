@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from mmseq.nn import BlockConfig, TransformerBlock, make_norm, padding_mask_for_sdpa
+from mmseq.nn.attention import merge_masks
+from mmseq.nn.positions import RelativePositionBias
 
 
 @dataclass
@@ -27,16 +29,29 @@ def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
 
 
 class EncoderStack(nn.Module):
-    """N self-attention blocks plus the final norm that pre-LN stacks need."""
+    """N self-attention blocks, then a final norm (by default when the blocks are pre-LN).
 
-    def __init__(self, block: BlockConfig, n_layers: int) -> None:
+    relative: T5's position bias, computed once and added to every layer's scores."""
+
+    def __init__(
+        self,
+        block: BlockConfig,
+        n_layers: int,
+        final_norm: bool | None = None,
+        relative: RelativePositionBias | None = None,
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(TransformerBlock(block) for _ in range(n_layers))
-        self.norm = make_norm(block.norm, block.d_model, block.norm_eps) if block.pre_norm else None
+        final_norm = block.pre_norm if final_norm is None else final_norm
+        self.norm = make_norm(block.norm, block.d_model, block.norm_eps) if final_norm else None
+        self.relative = relative
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x [B, S, D], mask [B, S] or None -> [B, S, D]"""
         attn_mask = padding_mask_for_sdpa(mask)
+        if self.relative is not None:
+            positions = torch.arange(x.shape[1], device=x.device)
+            attn_mask = merge_masks(self.relative(positions, positions), attn_mask)
         for block in self.blocks:
             x = block(x, mask=attn_mask)
         return x if self.norm is None else self.norm(x)

@@ -2,50 +2,31 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from mmseq.encoders.base import (
-    EncoderOutput,
-    EncoderStack,
-    check_shape,
-    lengths_to_mask,
-)
-from mmseq.nn import BlockConfig, PositionEmbedding
-from mmseq.nn.positions import PositionKind
+from mmseq.encoders.base import EncoderOutput, EncoderStack, check_shape, lengths_to_mask
+from mmseq.nn.text_stack import TextStack, TextStackConfig, relative_bias
 
 
 @dataclass
-class TextEncoderConfig:
-    vocab_size: int = 32000
-    n_ctx: int = 512
-    n_layers: int = 4
-    block: BlockConfig = field(default_factory=BlockConfig)
-    positions: PositionKind = "learned"
-    scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (BART, Marian)
+class TextEncoderConfig(TextStackConfig):
+    """Defaults: a small learned-position encoder; importers set each family's values."""
 
 
-class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextEncoderConfig) -> None:
-        super().__init__()
+class TextEncoder(TextStack):
+    def __init__(self, cfg: TextEncoderConfig, token_embedding: nn.Embedding | None = None) -> None:
+        super().__init__(cfg, token_embedding)
         self.config = cfg
-        d = cfg.block.d_model
-        self.token_embedding = nn.Embedding(cfg.vocab_size, d)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        self.positions = PositionEmbedding(cfg.positions, cfg.n_ctx, d)
-        self.embed_scale = math.sqrt(d) if cfg.scale_embeddings else 1.0
-        self.stack = EncoderStack(cfg.block, cfg.n_layers)
-
-    @property
-    def d_model(self) -> int:
-        return self.config.block.d_model
+        self.stack = EncoderStack(
+            cfg.block, cfg.n_layers, cfg.has_final_norm, relative_bias(cfg, bidirectional=True)
+        )
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """tokens [B, T] (right-padded), lengths [B] or None -> states [B, T, D]."""
         check_shape("text input", tokens, "token ids [B, T]", tokens.dim() == 2)
-        x = self.token_embedding(tokens) * self.embed_scale
-        x = x + self.positions(tokens.shape[1]).to(x.dtype)
+        self.check_length(tokens.shape[1], "text input")
+        x = self.embed(tokens)
         mask = None if lengths is None else lengths_to_mask(lengths.to(x.device), tokens.shape[1])
         return EncoderOutput(self.stack(x, mask), mask)

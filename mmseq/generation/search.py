@@ -15,7 +15,7 @@ from torch import Tensor
 
 from mmseq.decoder import DecoderCache, TextDecoder
 from mmseq.generation.config import GenerationConfig
-from mmseq.generation.logits import LogitFilter, apply_suppression, sampling_distribution
+from mmseq.generation.logits import LogitFilter, apply_processors, sampling_distribution
 
 
 @dataclass
@@ -37,9 +37,10 @@ class GenerationOutput:
 class _Step:
     """One decoding step: feed the newest tokens, return filtered next-token logits [N, V].
 
-    Filters run in order: the config's suppressions, then `logit_filters` (each gets the logits
-    and all tokens so far, [N, L], and returns the logits). The first step can also keep the
-    probabilities at one prefix position (the probe).
+    Filters run in order: the config's processors (`apply_processors`: repetition penalty,
+    n-gram and bad-word bans, minimum length, forced tokens, suppressions), then `logit_filters`
+    (each gets the logits and all tokens so far, [N, L], and returns the logits). The first step
+    can also keep the probabilities at one prefix position (the probe).
     """
 
     def __init__(
@@ -49,8 +50,10 @@ class _Step:
         config: GenerationConfig,
         logit_filters: Sequence[LogitFilter],
         probe_position: int | None,
+        prefix_len: int,
     ) -> None:
         self.decoder, self.cache, self.config = decoder, cache, config
+        self.prefix_len = prefix_len
         self.filters = logit_filters
         self.probe_position = probe_position
         self.probe_probs: Tensor | None = None
@@ -64,7 +67,7 @@ class _Step:
         logits = logits[:, -1]
         if log_softmax:
             logits = logits.log_softmax(-1)
-        logits = apply_suppression(logits, self.config, self.index)
+        logits = apply_processors(logits, tokens, self.config, self.prefix_len)
         for logit_filter in self.filters:
             logits = logit_filter(logits, tokens)
         self.index += 1
@@ -83,7 +86,7 @@ def decode(
 ) -> GenerationOutput:
     """Generate continuations of prefix [B, P] given encoder states context [B, S, D].
 
-    logit_filters: extra `(logits [N, V], tokens [N, L]) -> logits` rules, after suppression.
+    logit_filters: extra `(logits [N, V], tokens [N, L]) -> logits` rules, after the config's.
     probe_position: a prefix position whose next-token probabilities to return (probe_probs).
     """
     if prefix.dim() != 2 or prefix.shape[0] != context.shape[0]:
@@ -103,7 +106,7 @@ def decode(
     prefix = prefix.to(context.device)
     rows = config.num_beams if config.num_beams > 1 else config.num_return_sequences
     cache = decoder.new_cache(context, context_mask, cache_len, repeat=rows)
-    step = _Step(decoder, cache, config, logit_filters, probe_position)
+    step = _Step(decoder, cache, config, logit_filters, probe_position, prefix.shape[1])
     tokens = prefix.repeat_interleave(rows, 0)
     if config.num_beams > 1:
         out = _beam_search(step, tokens, config, prefix.shape[1], max_len)
@@ -161,12 +164,18 @@ class _Hypothesis:
     length: int
 
 
+# Hugging Face's finished list starts as num_beams placeholders scored -1e9: a hypothesis
+# counts only when it scores above that (so an impossible one, at -inf, never does)
+_PLACEHOLDER_SCORE = -1e9
+
+
 class _FinishedBeams:
     """The best `num_beams` finished hypotheses of one input, with HF's stopping rule."""
 
-    def __init__(self, config: GenerationConfig, prefix_len: int, max_len: int) -> None:
+    def __init__(self, config: GenerationConfig, prefix: Tensor, max_len: int) -> None:
         self.config = config
-        self.prefix_len = prefix_len
+        self.prefix = prefix
+        self.prefix_len = prefix.shape[0]
         self.max_len = max_len
         self.hyps: list[_Hypothesis] = []
         self.done = False
@@ -175,7 +184,10 @@ class _FinishedBeams:
         return sum_logprob / (length**self.config.length_penalty)
 
     def add(self, tokens: Tensor, sum_logprob: float, length: int) -> None:
+        """tokens: prefix + generated tokens, without a final EOS (length counts it)."""
         score = self._penalised(sum_logprob, length)
+        if score <= _PLACEHOLDER_SCORE:
+            return
         if len(self.hyps) < self.config.num_beams or score > self.worst:
             self.hyps.append(_Hypothesis(score, tokens, sum_logprob, length))
             self.hyps.sort(key=lambda h: h.score, reverse=True)
@@ -199,14 +211,20 @@ class _FinishedBeams:
 def _beam_search(
     step: _Step, tokens: Tensor, config: GenerationConfig, prefix_len: int, max_len: int
 ) -> GenerationOutput:
-    """tokens [B*K, P]: each prefix repeated num_beams (K) times."""
+    """tokens [B*K, P]: each prefix repeated num_beams (K) times.
+
+    As Hugging Face's beam search (transformers 5.24 `GenerationMixin._beam_search`): each step
+    ranks the 2K best continuations of all beams of an input; an EOS among the first K finishes
+    a hypothesis, the best K others run on. At the last step (max_new_tokens) the first K all
+    finish, EOS or not.
+    """
     k = config.num_beams
     batch, device = tokens.shape[0] // k, tokens.device
     # only the first beam of each input is live at the start, so the first step does not pick
     # the same token K times
     beam_sums = torch.zeros(batch, k, device=device)
     beam_sums[:, 1:] = -1e9
-    finished = [_FinishedBeams(config, prefix_len, max_len) for _ in range(batch)]
+    finished = [_FinishedBeams(config, tokens[b * k, :prefix_len], max_len) for b in range(batch)]
     eos = config.eos_token_id
     new = tokens
     for generated in range(1, config.max_new_tokens + 1):
@@ -215,6 +233,11 @@ def _beam_search(
         candidates = (beam_sums.view(-1, 1) + logprobs).view(batch, k * vocab)
         top_sums, top_ids = candidates.topk(2 * k, dim=1)  # [B, 2K]: enough to refill K beams
         top_beams, top_tokens = top_ids // vocab, top_ids % vocab
+        if generated == config.max_new_tokens:
+            for b in range(batch):
+                if not finished[b].done:
+                    _finish_top_k(finished[b], tokens, top_beams, top_tokens, top_sums, b, k)
+            break
 
         next_rows = torch.zeros(batch, k, dtype=torch.long, device=device)
         next_tokens = torch.full((batch, k), config.pad_id, dtype=torch.long, device=device)
@@ -243,20 +266,35 @@ def _beam_search(
         tokens = torch.cat([tokens[rows], next_tokens.view(-1, 1)], dim=1)
         beam_sums = next_sums
         new = next_tokens.view(-1, 1)
-    else:
-        # out of tokens: running beams compete with the finished ones at their full length
-        for b in range(batch):
-            if not finished[b].done:
-                for j in range(k):
-                    row = b * k + j
-                    finished[b].add(tokens[row], float(beam_sums[b, j]), config.max_new_tokens)
     return _collect(finished, config, device)
+
+
+def _finish_top_k(
+    finished: _FinishedBeams,
+    tokens: Tensor,
+    top_beams: Tensor,
+    top_tokens: Tensor,
+    top_sums: Tensor,
+    b: int,
+    k: int,
+) -> None:
+    """Out of tokens: the K best continuations of input b all end, with their last token (an EOS
+    is not stored: `_collect` appends it)."""
+    length = tokens.shape[1] + 1 - finished.prefix_len
+    for rank in range(k):
+        row = b * k + int(top_beams[b, rank])
+        ended = tokens[row]
+        if int(top_tokens[b, rank]) != finished.config.eos_token_id:
+            ended = torch.cat([ended, top_tokens[b, rank : rank + 1]])
+        finished.add(ended, float(top_sums[b, rank]), length)
 
 
 def _collect(
     finished: list[_FinishedBeams], config: GenerationConfig, device: torch.device
 ) -> GenerationOutput:
-    """Best num_return_sequences hypotheses per input, EOS appended where it ended them."""
+    """Best num_return_sequences hypotheses per input, EOS appended where it ended them. An input
+    with fewer finished hypotheses (every continuation impossible) gets its prefix alone, at
+    score -inf."""
     n, eos = config.num_return_sequences, config.eos_token_id
     best = [f.hyps[:n] for f in finished]
     ended = [
@@ -264,15 +302,19 @@ def _collect(
         for f, hyps in zip(finished, best, strict=True)
     ]
     width = max(
-        h.tokens.shape[0] + e
-        for hyps, ends in zip(best, ended, strict=True)
-        for h, e in zip(hyps, ends, strict=True)
+        [f.prefix_len for f in finished]
+        + [
+            h.tokens.shape[0] + e
+            for hyps, ends in zip(best, ended, strict=True)
+            for h, e in zip(hyps, ends, strict=True)
+        ]
     )
     sequences = torch.full((len(best), n, width), config.pad_id, dtype=torch.long, device=device)
-    sums = torch.zeros(len(best), n, device=device)
-    scores = torch.zeros(len(best), n, device=device)
+    sums = torch.full((len(best), n), -float("inf"), device=device)
+    scores = sums.clone()
     lengths = torch.zeros(len(best), n, dtype=torch.long, device=device)
-    for b, (hyps, ends) in enumerate(zip(best, ended, strict=True)):
+    for b, (f, hyps, ends) in enumerate(zip(finished, best, ended, strict=True)):
+        sequences[b, :, : f.prefix_len] = f.prefix
         for j, (h, e) in enumerate(zip(hyps, ends, strict=True)):
             t = h.tokens.shape[0]
             sequences[b, j, :t] = h.tokens

@@ -6,8 +6,10 @@ every score of a row), so models without one, like Whisper, load with that slice
 Cross-attention projects the encoder states to keys and values once per input
 (`project_context`); decoding steps reuse them.
 
-Masks follow SDPA: a bool tensor broadcastable to [B, H, Tq, Tk], True where attention is
-allowed, or a float tensor added to the scores (e.g. T5's relative position bias).
+The inner width (heads x head_dim) may differ from the model width (T5's d_kv). Masks follow
+SDPA: a bool tensor broadcastable to [B, H, Tq, Tk], True where attention is allowed, or a float
+tensor added to the scores (T5's relative position bias with -inf where attention is not
+allowed; see `merge_masks`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from torch import Tensor, nn
 class KVCache:
     """Keys and values of one self-attention layer, preallocated and written in place.
 
-    keys, values: [B, H, max_len, Dh]. Fixed shapes keep `torch.compile` and CUDA graphs happy;
-    writing past `max_len` raises instead of silently wrapping or growing.
+    keys, values: [B, H, max_len, Dh]. A step writes its new keys at their positions and
+    attention reads the whole fixed-size buffer under a mask that hides the slots not yet written
+    (`DecoderCache.self_mask`), so every decoding step has the same shapes: `torch.compile`
+    compiles it once and CUDA graphs can replay it.
     """
 
     def __init__(
@@ -42,17 +46,14 @@ class KVCache:
     def max_len(self) -> int:
         return self.keys.shape[2]
 
-    def write(self, k: Tensor, v: Tensor, start: int) -> tuple[Tensor, Tensor]:
-        """Store k, v [B, H, T, Dh] at positions start..start+T; return all keys/values so far."""
-        end = start + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(
-                f"KV cache overflow: positions up to {end} requested, cache holds {self.max_len}; "
-                "lower max_new_tokens or create the cache with a larger max_len"
-            )
-        self.keys[:, :, start:end] = k
-        self.values[:, :, start:end] = v
-        return self.keys[:, :, :end], self.values[:, :, :end]
+    def write(self, k: Tensor, v: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v [B, H, T, Dh] at positions [T] (long); return the whole buffers.
+
+        The caller checks positions against max_len (`DecoderCache.advance`): a bounds check
+        here would read the tensor back to Python at every step."""
+        self.keys.index_copy_(2, positions, k.to(self.keys.dtype))
+        self.values.index_copy_(2, positions, v.to(self.values.dtype))
+        return self.keys, self.values
 
     def reorder(self, index: Tensor, length: int) -> None:
         """Make row i hold what row index[i] held (beam search), for the first `length` slots."""
@@ -63,14 +64,19 @@ class KVCache:
 class _Attention(nn.Module):
     """What self- and cross-attention share: head split/merge, SDPA, output projection."""
 
-    def __init__(self, d_model: int, n_heads: int, bias: bool, scale: float | None) -> None:
+    def __init__(
+        self, d_model: int, n_heads: int, head_dim: int | None, bias: bool, scale: float | None
+    ) -> None:
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if head_dim is None:
+            if d_model % n_heads:
+                raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+            head_dim = d_model // n_heads
         self.n_heads = n_heads
-        self.head_dim = d_model // n_heads
+        self.head_dim = head_dim
+        self.inner = n_heads * head_dim
         self.scale = scale
-        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.out = nn.Linear(self.inner, d_model, bias=bias)
 
     def split_heads(self, x: Tensor) -> Tensor:
         """[B, T, H*Dh] -> [B, H, T, Dh]"""
@@ -79,6 +85,8 @@ class _Attention(nn.Module):
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool) -> Tensor:
         """q [B, H, Tq, Dh], k/v [B, H, Tk, Dh] -> [B, Tq, D] after the output projection."""
+        if mask is not None and mask.dtype != torch.bool:
+            mask = mask.to(q.dtype)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale
         )
@@ -88,10 +96,16 @@ class _Attention(nn.Module):
 
 class SelfAttention(_Attention):
     def __init__(
-        self, d_model: int, n_heads: int, *, bias: bool = True, scale: float | None = None
+        self,
+        d_model: int,
+        n_heads: int,
+        *,
+        head_dim: int | None = None,
+        bias: bool = True,
+        scale: float | None = None,
     ) -> None:
-        super().__init__(d_model, n_heads, bias, scale)
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        super().__init__(d_model, n_heads, head_dim, bias, scale)
+        self.qkv = nn.Linear(d_model, 3 * self.inner, bias=bias)
 
     def forward(
         self,
@@ -100,12 +114,15 @@ class SelfAttention(_Attention):
         mask: Tensor | None = None,
         causal: bool = False,
         cache: KVCache | None = None,
-        position: int = 0,
+        positions: Tensor | None = None,
     ) -> Tensor:
-        """x [B, T, D] -> [B, T, D]. With a cache, x holds positions position..position+T."""
+        """x [B, T, D] -> [B, T, D]. With a cache, x holds the tokens at positions [T] and the
+        mask must hide the cache slots that are not yet written."""
         q, k, v = (self.split_heads(p) for p in self.qkv(x).chunk(3, dim=-1))
         if cache is not None:
-            k, v = cache.write(k, v, position)
+            if positions is None:
+                raise ValueError("self-attention with a cache needs the tokens' positions")
+            k, v = cache.write(k, v, positions)
         return self.attend(q, k, v, mask, causal)
 
 
@@ -116,12 +133,13 @@ class CrossAttention(_Attention):
         n_heads: int,
         *,
         d_context: int | None = None,
+        head_dim: int | None = None,
         bias: bool = True,
         scale: float | None = None,
     ) -> None:
-        super().__init__(d_model, n_heads, bias, scale)
-        self.q = nn.Linear(d_model, d_model, bias=bias)
-        self.kv = nn.Linear(d_context or d_model, 2 * d_model, bias=bias)
+        super().__init__(d_model, n_heads, head_dim, bias, scale)
+        self.q = nn.Linear(d_model, self.inner, bias=bias)
+        self.kv = nn.Linear(d_context or d_model, 2 * self.inner, bias=bias)
 
     def project_context(self, context: Tensor) -> tuple[Tensor, Tensor]:
         """context [B, S, Dc] -> keys, values [B, H, S, Dh]; computed once per input."""
@@ -148,3 +166,13 @@ def padding_mask_for_sdpa(mask: Tensor | None) -> Tensor | None:
 def causal_mask_with_offset(length: int, position: int, device: torch.device) -> Tensor:
     """Bool mask [T, position+T]: query i (at absolute position+i) sees keys 0..position+i."""
     return torch.ones(length, position + length, dtype=torch.bool, device=device).tril(position)
+
+
+def merge_masks(bias: Tensor | None, allowed: Tensor | None) -> Tensor | None:
+    """One SDPA mask from an additive bias [.., Tq, Tk] and a bool mask (True = allowed), both
+    broadcastable to [B, H, Tq, Tk]: the bias where allowed, -inf elsewhere."""
+    if bias is None:
+        return allowed
+    if allowed is None:
+        return bias
+    return bias.masked_fill(~allowed, -float("inf"))

@@ -2,8 +2,9 @@
 biases) are chosen by a config dataclass rather than by subclassing.
 
 Whisper and ViT are pre-LN LayerNorm GELU blocks with biases; BART/Marian are the same blocks with
-`pre_norm=False`; T5 is `norm="rmsnorm", bias=False, activation="relu", attention_scale=1.0` plus
-an additive relative-position bias passed in as the attention mask.
+`pre_norm=False` (Marian with SiLU); T5 is `norm="rmsnorm", bias=False, activation="relu",
+attention_scale=1.0, head_dim=d_kv` plus an additive relative-position bias passed in as the
+attention mask; T5 v1.1 adds `gated_mlp=True, activation="gelu_tanh"`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -43,13 +45,17 @@ class BlockConfig:
     pre_norm: bool = True
     dropout: float = 0.0
     attention_scale: float | None = None  # None: 1/sqrt(head_dim)
+    head_dim: int | None = None  # None: d_model / n_heads (T5's d_kv may differ)
+    # Compute the MLP's output projection in fp32 under fp16/bf16, its weight kept fp32: T5's
+    # `wo` overflows fp16 otherwise (transformers#9295).
+    fp32_mlp_output: bool = False
 
     def __post_init__(self) -> None:
         if self.activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation: expected one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
             )
-        if self.d_model % self.n_heads:
+        if self.head_dim is None and self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
             )
@@ -63,12 +69,20 @@ class MLP(nn.Module):
         self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
         self.act = _ACTIVATIONS[cfg.activation]
         self.dropout = nn.Dropout(cfg.dropout)
+        self.fp32_output = cfg.fp32_mlp_output
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.act(self.fc1(x))
         if self.gate is not None:
             h = h * self.gate(x)
-        return self.fc2(self.dropout(h))
+        h = self.dropout(h)
+        if not self.fp32_output or x.dtype == torch.float32:
+            return self.fc2(h)
+        y = self.fc2(h.float())  # fc2 stays fp32 (mmseq.precision keeps it)
+        if x.dtype == torch.float16:  # as T5 does: clamp rather than overflow to inf
+            limit = torch.finfo(torch.float16).max - 1000
+            y = y.clamp(-limit, limit)
+        return y.to(x.dtype)
 
 
 class TransformerBlock(nn.Module):
@@ -77,7 +91,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: BlockConfig, cross_attention: bool = False) -> None:
         super().__init__()
         self.pre_norm = cfg.pre_norm
-        attn_args = {"bias": cfg.bias, "scale": cfg.attention_scale}
+        attn_args = {"bias": cfg.bias, "scale": cfg.attention_scale, "head_dim": cfg.head_dim}
         self.attn = SelfAttention(cfg.d_model, cfg.n_heads, **attn_args)
         self.attn_norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.cross_attn = None
@@ -101,14 +115,14 @@ class TransformerBlock(nn.Module):
         mask: Tensor | None = None,
         causal: bool = False,
         cache: KVCache | None = None,
-        position: int = 0,
+        positions: Tensor | None = None,
         context_kv: tuple[Tensor, Tensor] | None = None,
         context_mask: Tensor | None = None,
         cross_scores: list[Tensor] | None = None,
     ) -> Tensor:
         """x [B, T, D] -> [B, T, D].
 
-        mask/causal/cache/position go to self-attention; context_kv (from
+        mask/causal/cache/positions go to self-attention; context_kv (from
         `cross_attn.project_context`) and context_mask [B, 1, 1, S] to cross-attention. A list
         passed as cross_scores receives this layer's cross-attention scores [B, H, T, S]
         (before the softmax), e.g. for word-level alignment.
@@ -116,7 +130,7 @@ class TransformerBlock(nn.Module):
         x = self._residual(
             x,
             self.attn_norm,
-            lambda h: self.attn(h, mask=mask, causal=causal, cache=cache, position=position),
+            lambda h: self.attn(h, mask=mask, causal=causal, cache=cache, positions=positions),
         )
         if self.cross_attn is not None:
             if context_kv is None:

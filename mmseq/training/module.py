@@ -18,6 +18,7 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from mmseq.checkpoint import checkpoint_entry, load_trained
 from mmseq.config import to_dict
 from mmseq.data.augment import SpecAugment
 from mmseq.data.collate import Batch
@@ -25,7 +26,6 @@ from mmseq.data.tokenizer import TextTokenizer, load_tokenizer
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, generate
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.training.checkpoint import checkpoint_entry, load_trained
 from mmseq.training.metrics import text_metrics
 from mmseq.training.optim import OptimizerConfig, build_optimizer, build_scheduler
 from mmseq.training.rng import rng_states, set_rng_states
