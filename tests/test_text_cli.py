@@ -16,6 +16,19 @@ from mmseq.cli import main
 from mmseq.errors import CheckpointError
 from mmseq.text.generator import TextGenerator
 
+_BART_SHAPE = {
+    "d_model": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 64,
+    "init_std": 0.2,
+}
+_T5_SHAPE = {"d_model": 32, "d_kv": 8, "num_heads": 4, "d_ff": 64, "num_layers": 1}
+
 
 def _model_folder(kind: str, folder: Path, generation: dict, **config) -> Path:
     """A tokenizer folder of `kind` plus a random model whose vocabulary covers it."""
@@ -25,52 +38,18 @@ def _model_folder(kind: str, folder: Path, generation: dict, **config) -> Path:
     make_tokenizer_folder(kind, folder)
     tok = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
+    vocab = {"vocab_size": len(tok)}
     if kind == "marian":
-        cfg = transformers.MarianConfig(
-            vocab_size=len(tok),
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=64,
-            pad_token_id=tok.pad_token_id,
-            decoder_start_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            activation_function="swish",
-            scale_embedding=True,
-            init_std=0.2,
-            **config,
-        )
+        special = {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+        special["decoder_start_token_id"] = tok.pad_token_id
+        marian = {"activation_function": "swish", "scale_embedding": True}
+        cfg = transformers.MarianConfig(**vocab, **_BART_SHAPE, **special, **marian, **config)
         model = transformers.MarianMTModel(cfg)
     elif kind == "mbart":
-        cfg = transformers.MBartConfig(
-            vocab_size=len(tok),
-            d_model=32,
-            encoder_layers=1,
-            decoder_layers=1,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            max_position_embeddings=64,
-            init_std=0.2,
-            **config,
-        )
+        cfg = transformers.MBartConfig(**vocab, **_BART_SHAPE, **config)
         model = transformers.MBartForConditionalGeneration(cfg)
     else:
-        cfg = transformers.T5Config(
-            vocab_size=len(tok),
-            d_model=32,
-            d_kv=8,
-            num_heads=4,
-            d_ff=64,
-            num_layers=1,
-            decoder_start_token_id=0,
-            **config,
-        )
+        cfg = transformers.T5Config(**vocab, **_T5_SHAPE, decoder_start_token_id=0, **config)
         model = transformers.T5ForConditionalGeneration(cfg)
     with torch.no_grad():
         if hasattr(model, "final_logits_bias"):
@@ -209,6 +188,8 @@ def test_a_folder_that_is_no_model_lists_the_layouts(tmp_path: Path, capsys) -> 
 def test_language_options_are_checked(marian: Path) -> None:
     with pytest.raises(ValueError, match=r"has no >>xx<< token"):
         TextGenerator(marian, target_lang="xx")
+    with pytest.raises(ValueError, match=r"--source-lang: .* reads the source language"):
+        TextGenerator(marian, source_lang="en")
 
 
 def test_mbart_target_language_is_forced_as_bos(tmp_path: Path) -> None:

@@ -126,29 +126,38 @@ class TextGenerator:
         self._token_id = _vocab_lookup(tok)
 
     def _languages(self, source_lang: str | None, target_lang: str | None) -> None:
+        """Marian: a >>xx<< target prefix; mBART: the target code forced as the first token
+        (the source code comes from the tokenizer's src_lang); T5: the translation task of
+        its task_specific_params. Anything else is refused rather than ignored."""
         self.forced_bos: int | None = None
         if source_lang is None and target_lang is None:
             return
+        if self.family == "t5":
+            if not (source_lang and target_lang):
+                raise ValueError("T5 translates with both --source-lang and --target-lang")
+            self.use_task(f"translation_{source_lang}_to_{target_lang}")
+            return
+        if source_lang is not None:
+            raise ValueError(
+                f"--source-lang: {self.source} ({self.family}) reads the source language from "
+                "the text itself (Marian) or from its tokenizer's src_lang (mBART)"
+            )
         if self.family == "marian":
-            if target_lang is not None:
-                code = f">>{target_lang}<<"
-                if self._token_id(code) is None:
-                    raise ValueError(
-                        f"--target-lang {target_lang}: {self.source} has no {code} token "
-                        "(only multilingual Marian models take a target language)"
-                    )
-                self.text_prefix = code + " "
-        elif self.family == "bart" and target_lang is not None:  # mBART language codes
+            code = f">>{target_lang}<<"
+            if self._token_id(code) is None:
+                raise ValueError(
+                    f"--target-lang {target_lang}: {self.source} has no {code} token "
+                    "(only multilingual Marian models take a target language)"
+                )
+            self.text_prefix = code + " "
+        elif self.family == "bart":  # mBART's language codes are tokens
             code = self._token_id(target_lang)
             if code is None:
                 raise ValueError(f"--target-lang {target_lang}: not a token of {self.source}")
             self.forced_bos = code
-        elif self.family == "t5" and source_lang and target_lang:
-            self.use_task(f"translation_{source_lang}_to_{target_lang}")
         else:
             raise ValueError(
-                f"--source-lang/--target-lang: {self.source} ({self.family}) takes no language "
-                "options"
+                f"--target-lang: {self.source} ({self.family}) takes no language options"
             )
 
     def use_task(self, task: str) -> None:

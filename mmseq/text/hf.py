@@ -251,7 +251,11 @@ def load_hf(folder: str | os.PathLike) -> HFModel:
     """A Hugging Face T5 / mT5 / BART / mBART / Marian / Pegasus folder -> HFModel (eval mode)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise CheckpointError(f"{folder}: not a Hugging Face model folder (no config.json)")
+        raise CheckpointError(
+            f"{folder}: not a Hugging Face model folder: no config.json (expected config.json "
+            f"with a model_type of {', '.join(sorted(families()))}; {' or '.join(WEIGHT_FILES)};"
+            " and tokenizer.json, or Marian's source.spm, target.spm and vocab.json)"
+        )
     config = read_json(folder / "config.json")
     family = family_of(config, folder / "config.json")
     tensors = read_weights(folder)
