@@ -239,33 +239,35 @@ def _beam_search(
                     _finish_top_k(finished[b], tokens, top_beams, top_tokens, top_sums, b, k)
             break
 
-        next_rows = torch.zeros(batch, k, dtype=torch.long, device=device)
-        next_tokens = torch.full((batch, k), config.pad_id, dtype=torch.long, device=device)
-        next_sums = torch.full((batch, k), -1e9, device=device)
+        # the choice is a short loop over 2K candidates per input: on Python lists, read once
+        # per step (element reads from tensors cost microseconds each)
+        beams_l, tokens_l, sums_l = top_beams.tolist(), top_tokens.tolist(), top_sums.tolist()
+        next_rows = [[b * k] * k for b in range(batch)]
+        next_tokens = [[config.pad_id] * k for _ in range(batch)]
+        next_sums = [[-1e9] * k for _ in range(batch)]
         for b in range(batch):
             if finished[b].done:  # keep feeding padding; these rows are ignored
-                next_rows[b] = b * k
                 continue
             kept = 0
             for rank in range(2 * k):
-                row = b * k + int(top_beams[b, rank])
-                token, total = int(top_tokens[b, rank]), float(top_sums[b, rank])
+                row = b * k + beams_l[b][rank]
+                token, total = tokens_l[b][rank], sums_l[b][rank]
                 if eos is not None and token == eos:
                     if rank < k:  # an EOS outside the top K is not a real contender
                         finished[b].add(tokens[row], total, generated)
                     continue
-                next_rows[b, kept], next_tokens[b, kept], next_sums[b, kept] = row, token, total
+                next_rows[b][kept], next_tokens[b][kept], next_sums[b][kept] = row, token, total
                 kept += 1
                 if kept == k:
                     break
-            finished[b].done = finished[b].is_done(float(next_sums[b, 0]), generated)
+            finished[b].done = finished[b].is_done(next_sums[b][0], generated)
         if all(f.done for f in finished):
             break
-        rows = next_rows.view(-1)
+        rows = torch.tensor(next_rows, device=device).view(-1)
         step.cache.reorder(rows)
-        tokens = torch.cat([tokens[rows], next_tokens.view(-1, 1)], dim=1)
-        beam_sums = next_sums
-        new = next_tokens.view(-1, 1)
+        new = torch.tensor(next_tokens, device=device).view(-1, 1)
+        tokens = torch.cat([tokens[rows], new], dim=1)
+        beam_sums = torch.tensor(next_sums, device=device)
     return _collect(finished, config, device)
 
 
