@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
