@@ -34,7 +34,7 @@ class ModelConfig:
     audio: AudioEncoderConfig | None = None
     image: ImageEncoderConfig | None = None
     text: TextEncoderConfig | None = None
-    # the text encoder reads the decoder's token embedding (T5, BART, Marian, Pegasus)
+    # one token embedding for the text encoder and the decoder (T5, BART, Marian, Pegasus)
     share_embeddings: bool = False
 
     def __post_init__(self) -> None:

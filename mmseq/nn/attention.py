@@ -23,9 +23,9 @@ class KVCache:
     """Keys and values of one self-attention layer, preallocated and written in place.
 
     keys, values: [B, H, max_len, Dh]. A step writes its new keys at their positions and
-    attention reads the whole fixed-size buffer under a mask that hides the slots not yet written
-    (`DecoderCache.self_mask`), so every decoding step has the same shapes: `torch.compile`
-    compiles it once and CUDA graphs can replay it.
+    attention reads the whole fixed-size buffer under a mask that hides the slots not yet
+    written (built from `DecoderCache.key_positions`), so every decoding step has the same
+    shapes: `torch.compile` compiles it once and CUDA graphs can replay it.
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class KVCache:
     def write(self, k: Tensor, v: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v [B, H, T, Dh] at positions [T] (long); return the whole buffers.
 
-        The caller checks positions against max_len (`DecoderCache.advance`): a bounds check
+        The caller checks positions against max_len (`DecoderCache.claim`): a bounds check
         here would read the tensor back to Python at every step."""
         self.keys.index_copy_(2, positions, k.to(self.keys.dtype))
         self.values.index_copy_(2, positions, v.to(self.values.dtype))
