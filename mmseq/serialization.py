@@ -1,9 +1,12 @@
-"""Reading torch files safely: `torch.load(weights_only=True)`, so no pickled code ever runs."""
+"""Reading checkpoint files safely: torch files through `torch.load(weights_only=True)`, so no
+pickled code ever runs, and JSON configs; errors name the file."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,3 +26,16 @@ def load_plain(path: str | os.PathLike, what: str = "torch file") -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable {what} ({err})") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`; CheckpointError naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data

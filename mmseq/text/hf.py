@@ -23,7 +23,7 @@ from torch import Tensor
 
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.serialization import load_plain
+from mmseq.serialization import load_plain, read_json
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -63,18 +63,6 @@ def linear(ours: str, theirs: Iterable[str], bias: bool) -> list[Mapped]:
 
 # ---------------------------------------------------------------------------------------------
 # Reading a folder
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
 
 
 def read_weights(folder: Path) -> dict[str, Tensor]:

@@ -22,8 +22,9 @@ from mmseq.decoder import DecoderConfig
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.nn import BlockConfig
+from mmseq.serialization import read_json
 from mmseq.vision.hf_vit import hf_vit_to_mmseq, image_encoder_config_from_hf
-from mmseq.vision.preprocess import read_json, read_preprocessing
+from mmseq.vision.preprocess import read_preprocessing
 
 StateDict = dict[str, Tensor]
 

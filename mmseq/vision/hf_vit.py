@@ -18,7 +18,8 @@ from torch import Tensor
 from mmseq.encoders import ImageEncoder, ImageEncoderConfig
 from mmseq.errors import CheckpointError
 from mmseq.nn import BlockConfig
-from mmseq.vision.preprocess import read_json, read_preprocessing
+from mmseq.serialization import read_json
+from mmseq.vision.preprocess import read_preprocessing
 
 StateDict = dict[str, Tensor]
 

@@ -9,7 +9,6 @@ tensor: the pixels match theirs, not merely approximate them.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 
 from mmseq.errors import CheckpointError
+from mmseq.serialization import read_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -173,19 +173,6 @@ def read_preprocessing(path: str | Path) -> Preprocessing | None:
         return parse(config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: {err}") from None
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from `path`; errors name the file."""
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return config
 
 
 def _three(values: Sequence[float] | float) -> tuple[float, float, float]:
