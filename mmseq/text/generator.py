@@ -294,11 +294,8 @@ def _first(value: Any) -> Any:
 
 
 def _vocab_lookup(tokenizer: Any) -> Callable[[str], int | None]:
-    """token text -> id (None if absent) for whichever tokenizer the model has."""
-    for name in ("token_to_id",):
-        if hasattr(tokenizer, name):
-            return getattr(tokenizer, name)
-    inner = getattr(tokenizer, "_tokenizer", None)
-    if inner is not None and hasattr(inner, "token_to_id"):
-        return inner.token_to_id
-    return lambda token: None
+    """token text -> id (None if absent): Seq2SeqTokenizer's own, or that of the `tokenizers`
+    object inside a training TextTokenizer."""
+    if hasattr(tokenizer, "token_to_id"):
+        return tokenizer.token_to_id
+    return tokenizer._tokenizer.token_to_id
