@@ -45,25 +45,32 @@ _T5_SHAPE = {
     "relative_attention_max_distance": 20,
 }
 
+_T5_GENERATION = {
+    "decoder_start_token_id": 0,
+    "eos_token_id": 1,
+    "pad_token_id": 0,
+    "max_length": 16,
+}
+
 # family -> (transformers class, config class, config kwargs, generation_config.json)
 FAMILIES: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "t5": (
         "T5ForConditionalGeneration",
         "T5Config",
         {**_T5_SHAPE, "feed_forward_proj": "relu"},
-        {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0, "max_length": 16},
+        _T5_GENERATION,
     ),
     "t5-v1.1": (
         "T5ForConditionalGeneration",
         "T5Config",
         {**_T5_SHAPE, "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False},
-        {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0, "max_length": 16},
+        _T5_GENERATION,
     ),
     "mt5": (
         "MT5ForConditionalGeneration",
         "MT5Config",
         {**_T5_SHAPE, "feed_forward_proj": "gated-gelu"},
-        {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0, "max_length": 16},
+        _T5_GENERATION,
     ),
     "bart": (
         "BartForConditionalGeneration",
