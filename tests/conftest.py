@@ -19,6 +19,17 @@ CLIPS = Path(__file__).resolve().parents[1] / "mmseq" / "assets" / "clips"
 BOS, EOS, PAD = 1, 2, 0
 
 
+def until_eos(rows: list[list[int]], prefix_len: int) -> list[list[int]]:
+    """Each sequence up to and including its first EOS after the prefix (Hugging Face pads
+    finished sequences with EOS or pad, mmseq with pad; what follows EOS is not compared)."""
+    out = []
+    for row in rows:
+        generated = row[prefix_len:]
+        end = generated.index(EOS) + 1 if EOS in generated else len(generated)
+        out.append(row[: prefix_len + end])
+    return out
+
+
 @dataclass
 class WhisperPair:
     """A random Hugging Face WhisperForConditionalGeneration and its mmseq conversion."""

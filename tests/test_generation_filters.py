@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import BOS, EOS, PAD, WhisperPair, make_whisper_pair
+from conftest import BOS, EOS, PAD, WhisperPair, make_whisper_pair, until_eos
 from torch import Tensor
 from transformers import GenerationConfig as HFGenerationConfig
 from transformers.generation import logits_process as hf_process
@@ -175,16 +175,6 @@ def test_all_processors_match_hf_in_its_order(seed: int, prefix_len: int, option
 # Greedy and beam search against transformers' generate()
 
 
-def _until_eos(rows: list[list[int]], prefix_len: int) -> list[list[int]]:
-    """Each sequence up to and including its first EOS after the prefix."""
-    out = []
-    for row in rows:
-        generated = row[prefix_len:]
-        end = generated.index(EOS) + 1 if EOS in generated else len(generated)
-        out.append(row[: prefix_len + end])
-    return out
-
-
 @functools.cache
 def _hf_generate(seed: int, prefix: tuple[int, ...], options: tuple) -> tuple[list, Tensor | None]:
     with torch.no_grad():
@@ -200,7 +190,7 @@ def _hf_generate(seed: int, prefix: tuple[int, ...], options: tuple) -> tuple[li
             output_scores=True,
             **_hf_options(dict(options)),
         )
-    return _until_eos(out.sequences.tolist(), len(prefix)), getattr(out, "sequences_scores", None)
+    return until_eos(out.sequences.tolist(), len(prefix)), getattr(out, "sequences_scores", None)
 
 
 def _case(
@@ -261,7 +251,7 @@ def test_generate_with_filters_matches_hf(
     config = GenerationConfig(max_new_tokens=12, eos_token_id=EOS, pad_token_id=PAD, **options)
     ours = generate(_pair(seed).mmseq, "audio", _mel(), torch.tensor([prefix] * 3), config)
     expected, expected_scores = _hf_generate(seed, prefix, tuple(options.items()))
-    assert _until_eos(ours.sequences.flatten(0, 1).tolist(), len(prefix)) == expected
+    assert until_eos(ours.sequences.flatten(0, 1).tolist(), len(prefix)) == expected
     if options["num_beams"] > 1:
         torch.testing.assert_close(ours.scores.flatten(), expected_scores, atol=1e-4, rtol=1e-4)
     # the options under test change what this model generates, so the comparison tests them
@@ -290,8 +280,8 @@ def test_beams_out_of_tokens_match_hf(seed: int, max_new: int, beams: int) -> No
             output_scores=True,
             **search,
         )
-    expected = _until_eos(ref.sequences.tolist(), 2)
-    assert _until_eos(ours.sequences.flatten(0, 1).tolist(), 2) == expected
+    expected = until_eos(ref.sequences.tolist(), 2)
+    assert until_eos(ours.sequences.flatten(0, 1).tolist(), 2) == expected
     torch.testing.assert_close(ours.scores.flatten(), ref.sequences_scores, atol=1e-4, rtol=1e-4)
 
 
@@ -449,7 +439,7 @@ def test_from_hf_decodes_as_hf(hf_config: dict) -> None:
         ref = GenerationMixin.generate(
             pair.hf, input_features=_mel(), decoder_input_ids=prefix, generation_config=reference
         )
-    assert _until_eos(ours.sequences.flatten(0, 1).tolist(), 2) == _until_eos(
+    assert until_eos(ours.sequences.flatten(0, 1).tolist(), 2) == until_eos(
         ref.sequences.tolist(), 2
     )
     assert ours.sequences.shape[-1] <= 14

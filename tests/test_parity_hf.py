@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import BOS, CLIPS, EOS, PAD, WhisperPair
+from conftest import BOS, CLIPS, EOS, PAD, WhisperPair, until_eos
 from transformers.generation.utils import GenerationMixin
 
 from mmseq.data.audio import load_audio
@@ -33,17 +33,6 @@ def test_whisper_forward(tiny_whisper_pair: WhisperPair) -> None:
     torch.testing.assert_close(model.encode("audio", mel).states, expected, atol=1e-4, rtol=0)
     logits = hf(input_features=mel, decoder_input_ids=tokens).logits
     torch.testing.assert_close(model("audio", mel, tokens).logits, logits, atol=1e-4, rtol=0)
-
-
-def _until_eos(rows: list[list[int]], prefix_len: int) -> list[list[int]]:
-    """Each sequence up to and including its first EOS after the prefix (Hugging Face pads
-    finished sequences with EOS or pad, mmseq with pad; what follows EOS is not compared)."""
-    out = []
-    for row in rows:
-        generated = row[prefix_len:]
-        end = generated.index(EOS) + 1 if EOS in generated else len(generated)
-        out.append(row[: prefix_len + end])
-    return out
 
 
 SEARCHES = [
@@ -94,8 +83,8 @@ def test_whisper_generate_matches_hf(tiny_whisper_pair: WhisperPair, search: dic
             output_scores=True,
             **hf_options,
         )
-    expected = _until_eos(ref.sequences.tolist(), prefix.shape[1])
-    assert _until_eos(ours.sequences.flatten(0, 1).tolist(), prefix.shape[1]) == expected
+    expected = until_eos(ref.sequences.tolist(), prefix.shape[1])
+    assert until_eos(ours.sequences.flatten(0, 1).tolist(), prefix.shape[1]) == expected
     if search["num_beams"] > 1:
         torch.testing.assert_close(
             ours.scores.flatten(), ref.sequences_scores, atol=1e-4, rtol=1e-4
