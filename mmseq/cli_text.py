@@ -212,3 +212,23 @@ def add_text_commands(
         help="what one document is (default: %(default)s)",
     )
     s.set_defaults(run=_summarize)
+
+    e = commands.add_parser(
+        "export",
+        help="write a checkpoint fine-tuned from a Hugging Face folder back as one",
+        parents=[common],
+        allow_abbrev=False,
+    )
+    e.add_argument("checkpoint", help="a .ckpt written by `mmseq fit` with `pretrained: FOLDER`")
+    e.add_argument(
+        "out", help="the folder to write (config.json, model.safetensors, tokenizer files)"
+    )
+    e.set_defaults(run=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmseq.text.export import export_hf
+
+    out = export_hf(args.checkpoint, args.out)
+    print(f"{out}: Hugging Face folder written from {args.checkpoint}")
+    return 0

@@ -26,11 +26,12 @@ RANKS = {
     "mmseq.transcription": 6,
     "mmseq.inference": 6,
     "mmseq.explain": 6,
-    "mmseq.text": 6,
+    "mmseq.text": 5,  # importers, as mmseq.whisper
     "mmseq.writers": 7,
     "mmseq.cli": 8,
     "mmseq.cli_text": 8,
     "mmseq.demo": 8,
+    "mmseq.serve": 8,
 }
 
 

@@ -1,5 +1,7 @@
 """Validation metrics: the text normaliser, WER/CER, BLEU-4, exact match and CIDEr-D (against
-hand-computed values and against COCO's reference scorer, pycocoevalcap)."""
+hand-computed values and against COCO's reference scorer, pycocoevalcap); sacreBLEU and chrF
+(against sacrebleu called directly); ROUGE (against rouge-score's default scorer on ASCII text)
+and the lead baseline."""
 
 from __future__ import annotations
 
@@ -13,8 +15,14 @@ from mmseq.training.metrics import (
     cer,
     cider_d,
     cider_d_scores,
+    corpus_chrf,
+    corpus_sacrebleu,
     exact_match,
+    lead_baseline,
+    metric_signatures,
     normalize_text,
+    rouge_scores,
+    rouge_tokens,
     text_metrics,
     wer,
     word_accuracy,
@@ -179,6 +187,12 @@ def test_text_metrics_by_task_on_normalised_text() -> None:
         (["a"], [[]], "text", r"references\[0\]"),
         ([], [], "text", "at least one prediction"),
         (["a"], [["..."]], "speech", "all are empty"),
+        (["a", "b"], [["a"]], "translation", "expected one list per prediction"),
+        ([], [], "translation", "at least one prediction"),
+        (["a"], ["a"], "translation", r"references\[0\]: expected a non-empty list"),
+        (["a", "b"], [["a"]], "summarization", "expected one list per prediction"),
+        ([], [], "summarization", "at least one prediction"),
+        (["a"], [[]], "summarization", r"references\[0\]"),
     ],
 )
 def test_text_metrics_rejects_bad_input(
@@ -186,3 +200,157 @@ def test_text_metrics_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         text_metrics(predictions, references, task)
+
+
+# ---------------------------------------------------------------------------------------------
+# Translation: sacreBLEU
+
+# Detokenised text with case, punctuation and accents that 13a tokenisation and chrF see
+TRANSLATION = [
+    ("The cat sat on the mat.", ["The cat sat on the mat.", "A cat was sitting on the mat."]),
+    ("It's a well-known café, isn't it?", ["It is a well-known café, isn't it?"]),
+    ("He said: \"no\".", ["He said \"No\".", "He answered: \"no\"."]),
+    ("", ["An empty prediction scores nothing here."]),
+    ("Zürich, 3.5 km (north).", ["Zürich is 3.5 km to the north."]),
+]  # fmt: skip
+
+
+def test_sacrebleu_and_chrf_match_sacrebleu_on_raw_text() -> None:
+    import sacrebleu
+
+    predictions, references = _split(TRANSLATION)
+    streams = [[item[k] if k < len(item) else None for item in references] for k in range(2)]
+    bleu = sacrebleu.corpus_bleu(predictions, streams).score
+    chrf = sacrebleu.corpus_chrf(predictions, streams).score
+    assert corpus_sacrebleu(predictions, references) == pytest.approx(bleu)
+    assert corpus_chrf(predictions, references) == pytest.approx(chrf)
+    scores = text_metrics(predictions, references, "translation")
+    assert scores == pytest.approx({"sacrebleu": bleu, "chrf": chrf})
+    # raw text, not normalize_text's: case and punctuation count, as in published figures
+    normalised = [normalize_text(p) for p in predictions]
+    assert sacrebleu.corpus_bleu(normalised, streams).score != pytest.approx(bleu)
+    assert 0 < bleu < 100 and 0 < chrf < 100  # sacreBLEU's 0-100 scale
+
+
+def test_sacrebleu_scale_and_case() -> None:
+    assert corpus_sacrebleu(["the cat sat on the mat"], [["the cat sat on the mat"]]) == (
+        pytest.approx(100.0)
+    )
+    assert corpus_sacrebleu(["The cat sat on the mat"], [["the cat sat on the mat"]]) < 100.0
+
+
+def test_metric_signatures() -> None:
+    import sacrebleu
+    from sacrebleu.metrics import BLEU, CHRF
+
+    signatures = metric_signatures("translation")
+    assert set(signatures) == {"sacrebleu", "chrf"}
+    assert signatures["sacrebleu"] == (
+        f"nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:{sacrebleu.__version__}"
+    )
+    assert signatures["chrf"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|")
+    # nrefs as sacreBLEU's own signature reports it after scoring the same references
+    predictions, references = _split(TRANSLATION)
+    streams = [[item[k] if k < len(item) else None for item in references] for k in range(2)]
+    bleu, chrf = BLEU(), CHRF()
+    bleu.corpus_score(predictions, streams)
+    chrf.corpus_score(predictions, streams)
+    assert metric_signatures("translation", references) == {
+        "sacrebleu": str(bleu.get_signature()),
+        "chrf": str(chrf.get_signature()),
+    }
+    assert "nrefs:var|" in metric_signatures("translation", references)["sacrebleu"]
+    assert metric_signatures("translation", [["a", "b"]])["sacrebleu"].startswith("nrefs:2|")
+    assert "stem:no" in metric_signatures("summarization")["rouge"]
+    assert metric_signatures("speech") == {}
+    with pytest.raises(ValueError, match="task: expected one of"):
+        metric_signatures("mt")
+
+
+# ---------------------------------------------------------------------------------------------
+# Summarisation: ROUGE, lead baseline
+
+ASCII_SUMMARIES = [
+    ("The quick brown fox jumps over the lazy dog.", ["A quick brown dog jumps over the fox."]),
+    ("Police arrested 3 men on Tuesday_night!", ["Three men were arrested by police on Tuesday."]),
+    ("Markets fell sharply; oil prices rose.", ["Oil prices rose as markets fell.",
+                                               "Stocks dropped sharply while oil rose."]),
+    ("running runs ran", ["The runner runs and ran; running is fun."]),
+]  # fmt: skip
+
+
+def test_rouge_equals_rouge_score_default_on_ascii() -> None:
+    from rouge_score.rouge_scorer import RougeScorer
+
+    scorer = RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
+    predictions, references = _split(ASCII_SUMMARIES)
+    expected = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for prediction, refs in ASCII_SUMMARIES:
+        for name, score in scorer.score_multi(refs, prediction).items():
+            expected[name] += score.fmeasure / len(ASCII_SUMMARIES)  # mean of per-item F1
+        assert rouge_tokens(prediction) == scorer._tokenizer.tokenize(prediction)
+    assert rouge_scores(predictions, references) == pytest.approx(expected)
+    assert text_metrics(predictions, references, "summarization") == pytest.approx(expected)
+
+
+def test_rouge_tokens_keep_letters_rouge_score_drops() -> None:
+    from rouge_score.rouge_scorer import RougeScorer
+    from rouge_score.tokenizers import DefaultTokenizer
+
+    default = DefaultTokenizer(use_stemmer=False)
+    text = "L'été à Straße, Привет мир! ﬁne"  # ﬁ: a ligature NFKC unfolds
+    # accents, ß, Cyrillic and the ligature are lost
+    assert default.tokenize(text) == ["l", "t", "stra", "e", "ne"]
+    assert rouge_tokens(text) == ["l", "été", "à", "straße", "привет", "мир", "fine"]
+    assert rouge_tokens("re\u0301sume\u0301") == ["résumé"]  # NFKC composes the accents
+    # so rouge-score's default finds "thé" and "thè" identical and two Russian texts alike
+    scorer = RougeScorer(["rouge1"])
+    assert scorer.score("thé", "thè")["rouge1"].fmeasure == 1.0
+    assert rouge_scores(["thè"], [["thé"]])["rouge1"] == 0.0
+    assert scorer.score("the привет", "the пока")["rouge1"].fmeasure == 1.0
+    assert rouge_scores(["the пока"], [["the привет"]])["rouge1"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("", "a summary", 0.0),
+        ("a summary", "", 0.0),
+        ("...", "a summary", 0.0),  # no words after tokenisation
+        ("Das Été, à Moscou: Привет!", "das été à moscou привет", 1.0),
+    ],
+)
+def test_rouge_edge_cases(prediction: str, reference: str, expected: float) -> None:
+    scores = rouge_scores([prediction], [[reference]])
+    assert scores == pytest.approx(dict.fromkeys(("rouge1", "rouge2", "rougeL"), expected))
+
+
+def test_rouge_takes_the_best_reference_then_the_mean() -> None:
+    scores = rouge_scores(["a b", "c d"], [["x y", "a b"], ["c z"]])
+    assert scores["rouge1"] == pytest.approx((1.0 + 0.5) / 2)
+    assert scores["rouge2"] == pytest.approx((1.0 + 0.0) / 2)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ("First sentence here. Second one.", "First sentence here."),
+        ("Is it? Yes! No.", "Is it?"),
+        ("Wow!Still the first. Then", "Wow!Still the first."),  # no space: not an end
+        ("A headline without a stop\nThe body.", "A headline without a stop"),
+        ("  \n Leading   blank\tlines. x", "Leading blank lines."),
+        ("Version 2.5 is out and it is a long sentence with many words", "Version 2.5 is out"),
+        ("", ""),
+    ],
+)
+def test_lead_baseline(document: str, expected: str) -> None:
+    assert lead_baseline([document], n_words=4) == [" ".join(expected.split()[:4])]
+
+
+def test_lead_baseline_cuts_to_n_words_and_rejects_bad_input() -> None:
+    documents = ["One two three four five. Six.", "Short. Longer second sentence."]
+    assert lead_baseline(documents, n_words=3) == ["One two three", "Short."]
+    with pytest.raises(ValueError, match="n_words"):
+        lead_baseline(documents, n_words=0)
+    with pytest.raises(ValueError, match="documents: expected a list"):
+        lead_baseline("One document.", n_words=3)

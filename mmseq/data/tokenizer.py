@@ -1,4 +1,5 @@
-"""Target-text tokenizers for training: a byte-level BPE trained with `tokenizers`, or Whisper's.
+"""Target-text tokenizers for training: a byte-level BPE or a SentencePiece-style unigram model
+trained with `tokenizers`, or Whisper's.
 
 Both sit behind one small interface (`TextTokenizer`) that the collator, the LightningModule
 and the checkpoints use: ids of the special tokens, `encode`/`decode` of plain text, the forced
@@ -12,12 +13,12 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from mmseq.whisper.loading import embedded_model_dir
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
-PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 DEFAULT_TASKS = ("transcribe", "caption", "translate")
 
 
@@ -63,6 +64,13 @@ class TextTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def for_source(self) -> TextTokenizer:
+        """The tokenizer of text sources (itself: one vocabulary for both sides)."""
+        return self
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; special ids (pad, bos, eos, tasks) are dropped."""
@@ -201,15 +209,102 @@ def train_bpe(
     return TextTokenizer(tokenizer, "<trained BPE>")
 
 
+# SentencePiece's byte pieces: a character outside the vocabulary becomes its UTF-8 bytes
+_BYTE_PIECES = [f"<0x{b:02X}>" for b in range(256)]
+# Far below any learned piece's log-probability: the model vocabulary holds the special and byte
+# pieces (for their ids), but text must never be segmented into them ("</s>" in text stays text)
+_UNREACHABLE = -1e6
+
+
+def train_unigram(
+    texts: Iterable[str], vocab_size: int, tasks: Sequence[str] = DEFAULT_TASKS
+) -> TextTokenizer:
+    """Train a SentencePiece-style unigram model on `texts`.
+
+    As SentencePiece does: NFKC, runs of spaces collapsed to one, words marked by a leading "▁"
+    (Metaspace, prepended to the text always), byte fallback (a character the vocabulary lacks
+    is encoded as its UTF-8 bytes `<0x..>`, so any text round-trips but for NFKC and spaces).
+
+    Ids: <pad>=0, <s>=1, </s>=2, <unk>=3 (which byte fallback makes unused), then one `<|task|>`
+    per task, then the 256 byte pieces, then the learned pieces. The result may hold fewer than
+    `vocab_size` tokens when the texts are small.
+    """
+    specials = [PAD, BOS, EOS, UNK] + [task_token(t) for t in tasks]
+    texts = list(texts)
+    if not any(t.strip() for t in texts):
+        raise ValueError("train_unigram: no text to train on")
+    tokenizer = _unigram_pipeline(Tokenizer(models.Unigram()))
+    # every character the special and byte pieces spell, so that their text is segmented into
+    # ordinary characters rather than into the (unreachable) special and byte pieces
+    alphabet = sorted(set("".join(specials + _BYTE_PIECES)))
+    characters = {"▁", *alphabet}
+    for text in texts:
+        characters.update(tokenizer.normalizer.normalize_str(text).replace(" ", "▁"))
+    # the trainer keeps every character, and below one piece more it ignores vocab_size
+    needed = len(_BYTE_PIECES) + len(specials) + len(characters) + 1
+    if vocab_size < needed:
+        raise ValueError(
+            f"vocab_size: {vocab_size} is too small for a unigram model of these texts (needs "
+            f"at least {needed}: 256 byte pieces + {len(specials)} specials + "
+            f"{len(characters)} distinct characters + 1)"
+        )
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size - len(_BYTE_PIECES),
+        special_tokens=specials,
+        unk_token=UNK,
+        initial_alphabet=alphabet,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    # the trainer lays out specials + learned pieces and cannot add byte pieces: rebuild the
+    # model with the byte pieces after the specials, and specials and bytes unreachable
+    learned = json.loads(tokenizer.to_str())["model"]["vocab"][len(specials) :]
+    vocab = [(t, _UNREACHABLE) for t in specials + _BYTE_PIECES] + [(p, s) for p, s in learned]
+    model = models.Unigram(vocab, unk_id=specials.index(UNK), byte_fallback=True)
+    tokenizer = _unigram_pipeline(Tokenizer(model))
+    tokenizer.add_special_tokens(specials)
+    return TextTokenizer(tokenizer, "<trained unigram>")
+
+
+def _unigram_pipeline(tokenizer: Tokenizer) -> Tokenizer:
+    """SentencePiece's text handling around a unigram model (see `train_unigram`)."""
+    tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Sequence(
+        [decoders.ByteFallback(), decoders.Metaspace(replacement="▁", prepend_scheme="always")]
+    )
+    return tokenizer
+
+
+TOKENIZER_KINDS = {"bpe": train_bpe, "unigram": train_unigram}
+
+
 def load_tokenizer(spec: str | os.PathLike) -> TextTokenizer:
-    """A `tokenizer.json` path (BPE or Whisper's), or `whisper` for tiny.en's tokenizer."""
+    """A `tokenizer.json` path (BPE, unigram or Whisper's), `whisper` for tiny.en's tokenizer,
+    or a Hugging Face T5 / BART / Marian / Pegasus folder (`HFTextTokenizer`)."""
     if str(spec) in ("whisper", "whisper:tiny.en"):
         return WhisperTextTokenizer.from_file(embedded_model_dir() / "tokenizer.json")
+    if Path(spec).is_dir():
+        from mmseq.data.hf_tokenizer import HFTextTokenizer
+
+        return HFTextTokenizer.from_folder(spec)
     return TextTokenizer.from_file(spec)
 
 
-def read_texts(manifests: Iterable[str | os.PathLike], field: str = "text") -> list[str]:
-    """The `field` (or `caption`/`captions`) of every JSON line in `manifests`."""
+def read_texts(
+    manifests: Iterable[str | os.PathLike], field: str | Sequence[str] = "text"
+) -> list[str]:
+    """The text of every JSON line in `manifests`: its `field`, or each of several fields (say
+    `("source", "target")`, for a vocabulary shared by both sides of text pairs), in order.
+
+    Each line gives the named fields it has (so one call reads speech manifests' `text` and
+    text pairs' `source` and `target` for a multi-task vocabulary), or, with none of them, its
+    `caption` or `captions`; a line with neither is an error. A field holds a string or a list
+    of strings.
+    """
+    fields = [field] if isinstance(field, str) else list(field)
     texts: list[str] = []
     for manifest in manifests:
         with open(manifest, encoding="utf-8") as f:
@@ -220,8 +315,17 @@ def read_texts(manifests: Iterable[str | os.PathLike], field: str = "text") -> l
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{manifest}, line {n}: not JSON ({exc.msg})") from exc
-                value = row.get(field, row.get("caption", row.get("captions")))
-                if value is None:
-                    raise ValueError(f"{manifest}, line {n}: no {field!r} or 'caption' field")
-                texts.extend([value] if isinstance(value, str) else value)
+                for value in _row_texts(row, fields, f"{manifest}, line {n}"):
+                    texts.extend([value] if isinstance(value, str) else value)
     return texts
+
+
+def _row_texts(row: dict, fields: list[str], where: str) -> list:
+    present = [f for f in fields if row.get(f) is not None]
+    if present:
+        return [row[f] for f in present]
+    caption = row.get("caption", row.get("captions"))
+    if caption is None:
+        names = " / ".join(repr(f) for f in fields)
+        raise ValueError(f"{where}: no {names} or 'caption' field")
+    return [caption]

@@ -65,7 +65,13 @@ class _Attention(nn.Module):
     """What self- and cross-attention share: head split/merge, SDPA, output projection."""
 
     def __init__(
-        self, d_model: int, n_heads: int, head_dim: int | None, bias: bool, scale: float | None
+        self,
+        d_model: int,
+        n_heads: int,
+        head_dim: int | None,
+        bias: bool,
+        scale: float | None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if head_dim is None:
@@ -76,6 +82,7 @@ class _Attention(nn.Module):
         self.head_dim = head_dim
         self.inner = n_heads * head_dim
         self.scale = scale
+        self.dropout = dropout  # on the attention probabilities, in training only
         self.out = nn.Linear(self.inner, d_model, bias=bias)
 
     def split_heads(self, x: Tensor) -> Tensor:
@@ -88,7 +95,13 @@ class _Attention(nn.Module):
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(q.dtype)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, scale=self.scale
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            scale=self.scale,
+            dropout_p=self.dropout if self.training else 0.0,
         )
         b, _, t, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, -1))
@@ -103,8 +116,9 @@ class SelfAttention(_Attention):
         head_dim: int | None = None,
         bias: bool = True,
         scale: float | None = None,
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__(d_model, n_heads, head_dim, bias, scale)
+        super().__init__(d_model, n_heads, head_dim, bias, scale, dropout)
         self.qkv = nn.Linear(d_model, 3 * self.inner, bias=bias)
 
     def forward(
@@ -136,8 +150,9 @@ class CrossAttention(_Attention):
         head_dim: int | None = None,
         bias: bool = True,
         scale: float | None = None,
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__(d_model, n_heads, head_dim, bias, scale)
+        super().__init__(d_model, n_heads, head_dim, bias, scale, dropout)
         self.q = nn.Linear(d_model, self.inner, bias=bias)
         self.kv = nn.Linear(d_context or d_model, 2 * self.inner, bias=bias)
 

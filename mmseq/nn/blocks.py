@@ -43,7 +43,9 @@ class BlockConfig:
     norm: NormKind = "layernorm"
     norm_eps: float = 1e-5
     pre_norm: bool = True
-    dropout: float = 0.0
+    dropout: float = 0.0  # on each sub-layer's output (the residual branch)
+    activation_dropout: float | None = None  # on the MLP's hidden units; None: `dropout`
+    attention_dropout: float = 0.0  # on the attention probabilities
     attention_scale: float | None = None  # None: 1/sqrt(head_dim)
     head_dim: int | None = None  # None: d_model / n_heads (T5's d_kv may differ)
     # Compute the MLP's output projection in fp32 under fp16/bf16, its weight kept fp32: T5's
@@ -68,7 +70,8 @@ class MLP(nn.Module):
         self.gate = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias) if cfg.gated_mlp else None
         self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
         self.act = _ACTIVATIONS[cfg.activation]
-        self.dropout = nn.Dropout(cfg.dropout)
+        hidden_dropout = cfg.dropout if cfg.activation_dropout is None else cfg.activation_dropout
+        self.dropout = nn.Dropout(hidden_dropout)
         self.fp32_output = cfg.fp32_mlp_output
 
     def forward(self, x: Tensor) -> Tensor:
@@ -91,7 +94,12 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: BlockConfig, cross_attention: bool = False) -> None:
         super().__init__()
         self.pre_norm = cfg.pre_norm
-        attn_args = {"bias": cfg.bias, "scale": cfg.attention_scale, "head_dim": cfg.head_dim}
+        attn_args = {
+            "bias": cfg.bias,
+            "scale": cfg.attention_scale,
+            "head_dim": cfg.head_dim,
+            "dropout": cfg.attention_dropout,
+        }
         self.attn = SelfAttention(cfg.d_model, cfg.n_heads, **attn_args)
         self.attn_norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.cross_attn = None

@@ -62,6 +62,8 @@ def bart_style_config(
             pre_norm=pre_norm,
             norm_eps=1e-5,
             dropout=config.get("dropout", 0.1),
+            activation_dropout=config.get("activation_dropout", 0.0),
+            attention_dropout=config.get("attention_dropout", 0.0),
         )
 
     vocab = required(config, "vocab_size", source)

@@ -118,9 +118,11 @@ class TextGenerator:
         tok = trained.tokenizer
         self.tokenizer = tok
         self.prefix = tok.prefix(trained.tasks.get("text"))
-        self.hf_generation = {}
-        self.task_params = {}
-        self._encode = partial(_encode_with_eos, tok)
+        # fine-tuned from a Hugging Face folder: decode with that folder's settings
+        hf = trained.hf or {}
+        self.hf_generation = dict(hf.get("generation", {}))
+        self.task_params = hf.get("config", {}).get("task_specific_params") or {}
+        self._encode = partial(_encode_with_eos, tok.for_source())
         self._decode = tok.decode
         self.eos_id, self.pad_id = tok.eos_id, tok.pad_id
         self._token_id = _vocab_lookup(tok)

@@ -226,13 +226,19 @@ class HFModel:
 
     @property
     def decoder_start_token_id(self) -> int:
-        for d in (self.generation, self.config):
-            if d.get("decoder_start_token_id") is not None:
-                return int(d["decoder_start_token_id"])
-        for d in (self.generation, self.config):  # transformers falls back to bos
-            if d.get("bos_token_id") is not None:
-                return int(d["bos_token_id"])
-        raise CheckpointError(f"{self.source}: no decoder_start_token_id nor bos_token_id")
+        return decoder_start_token_id(self.generation, self.config, self.source)
+
+
+def decoder_start_token_id(
+    generation: dict[str, Any], config: dict[str, Any], source: Path
+) -> int:
+    """The first decoder input: generation_config.json's, else config.json's
+    decoder_start_token_id, else (as transformers falls back) their bos_token_id."""
+    for key in ("decoder_start_token_id", "bos_token_id"):
+        for d in (generation, config):
+            if d.get(key) is not None:
+                return int(d[key])
+    raise CheckpointError(f"{source}: no decoder_start_token_id nor bos_token_id")
 
 
 def load_hf(folder: str | os.PathLike) -> HFModel:

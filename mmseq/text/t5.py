@@ -52,7 +52,8 @@ def model_config(config: dict[str, Any], source: Path, tensors: set[str]) -> Mod
         bias=False,
         norm="rmsnorm",
         norm_eps=config.get("layer_norm_epsilon", 1e-6),
-        dropout=config.get("dropout_rate", 0.1),
+        dropout=config.get("dropout_rate", 0.1),  # T5 also drops attention probabilities
+        attention_dropout=config.get("dropout_rate", 0.1),
         attention_scale=1.0,
         fp32_mlp_output=True,
     )

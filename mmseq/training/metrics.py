@@ -1,5 +1,6 @@
 """Text metrics for validation: WER and CER (speech), corpus BLEU-4 and CIDEr-D (captions, text),
-exact match, word accuracy (captions that spell something out, as the digits task's).
+exact match, word accuracy (captions that spell something out, as the digits task's), sacreBLEU
+and chrF (translation), ROUGE-1/2/L (summarisation).
 
 `text_metrics` normalises predictions and references with `normalize_text` before scoring:
 lowercase, Unicode NFC, apostrophes dropped ("Don't" -> "dont"), every other punctuation mark or
@@ -8,9 +9,16 @@ Numbers stay as written: "3" and "three" differ (no English number normaliser, u
 Whisper's EnglishTextNormalizer). The metric functions themselves score their inputs as given,
 split on whitespace, so they can be applied to text tokenised some other way.
 
-Scales: WER, CER, BLEU-4, exact match and word accuracy are fractions (0.12 = 12 %); CIDEr-D
-is on the scale COCO reports (its x10 is built in: strong captioners score about 1.0-1.4 on
-COCO, a perfect match of a long caption up to 10).
+The translation and summarisation metrics are the exception (RAW_TEXT_METRICS): they score the
+raw, detokenised text, because each brings its own standard tokenisation. sacreBLEU tokenises
+with 13a (BLEU) or by characters (chrF), case-sensitively, as published figures are computed;
+ROUGE uses `rouge_tokens` (lowercase, NFKC, runs of Unicode letters, digits and marks).
+
+Scales: WER, CER, BLEU-4, exact match, word accuracy and ROUGE are fractions (0.12 = 12 %);
+sacreBLEU's BLEU and chrF keep sacreBLEU's 0-100 scale (named `sacrebleu` and `chrf`, so they
+compare directly with published figures and `metric_signatures`); CIDEr-D is on the scale COCO
+reports (its x10 is built in: strong captioners score about 1.0-1.4 on COCO, a perfect match of
+a long caption up to 10).
 """
 
 from __future__ import annotations
@@ -21,8 +29,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from torchmetrics.functional.text import bleu_score, char_error_rate, word_error_rate
+
+if TYPE_CHECKING:
+    from sacrebleu.metrics.base import Metric
 
 NGram = tuple[str, ...]
 
@@ -163,6 +177,134 @@ def _similarity(hyp: _TfIdf, ref: _TfIdf, sigma: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# Translation: sacreBLEU's BLEU and chrF
+
+
+def corpus_sacrebleu(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """sacreBLEU's corpus BLEU (0-100) with its defaults: 13a tokenisation, mixed case,
+    exponential smoothing. Items may have different numbers of references."""
+    from sacrebleu.metrics import BLEU
+
+    return _sacrebleu_score(BLEU(), predictions, references)
+
+
+def corpus_chrf(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """sacreBLEU's corpus chrF (0-100): character 6-grams, beta 2, no word n-grams (not chrF++)."""
+    from sacrebleu.metrics import CHRF
+
+    return _sacrebleu_score(CHRF(), predictions, references)
+
+
+def _sacrebleu_score(
+    metric: Metric, predictions: Sequence[str], references: Sequence[Sequence[str]]
+) -> float:
+    _check_corpus(predictions, references)
+    return float(metric.corpus_score(list(predictions), _reference_streams(references)).score)
+
+
+def _reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacreBLEU's layout: one stream per reference position, None where an item has fewer."""
+    width = max(len(item) for item in references)
+    return [[item[k] if k < len(item) else None for item in references] for k in range(width)]
+
+
+def metric_signatures(
+    task: str, references: Sequence[Sequence[str]] | None = None
+) -> dict[str, str]:
+    """How `text_metrics(..., task)` scored, to print beside the scores: sacreBLEU's signatures
+    for translation (e.g. `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`), the ROUGE
+    configuration for summarisation, nothing for the other tasks.
+
+    `nrefs` counts the references per item of `references` ("var" when they differ), as
+    sacreBLEU's own signature after scoring them; 1 without `references`.
+    """
+    if task not in TASK_METRICS:
+        raise ValueError(f"task: expected one of {sorted(TASK_METRICS)}, got {task!r}")
+    if task == "translation":
+        from sacrebleu.metrics import BLEU, CHRF
+        from sacrebleu.metrics.bleu import BLEUSignature
+        from sacrebleu.metrics.chrf import CHRFSignature
+
+        counts = {len(item) for item in references} if references else {1}
+        nrefs = counts.pop() if len(counts) == 1 else -1  # sacreBLEU's "var"
+        return {
+            "sacrebleu": BLEUSignature({**vars(BLEU()), "num_refs": nrefs}).format(),
+            "chrf": CHRFSignature({**vars(CHRF()), "num_refs": nrefs}).format(),
+        }
+    if task == "summarization":
+        return {
+            "rouge": f"rouge-score:{version('rouge-score')}|tok:unicode-words|case:lc|norm:nfkc"
+            "|stem:no|f1:max-over-refs|agg:mean"
+        }
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Summarisation: ROUGE and the lead baseline
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """ROUGE's words: NFKC, lowercase, maximal runs of Unicode letters, digits and combining
+    marks; everything else separates. No stemming.
+
+    On ASCII text these are rouge-score's default tokens (runs of [a-z0-9] after lowercasing),
+    which drop every other letter ("été" -> ["t"], "Straße" -> ["stra", "e"], Cyrillic -> []).
+    Scripts written without spaces (Chinese, Japanese, Thai) give one token per run of text.
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    return "".join(c if unicodedata.category(c)[0] in "LNM" else " " for c in text).split()
+
+
+class _RougeTokenizer:
+    """`rouge_tokens` in the shape rouge-score's RougeScorer takes (an object with tokenize)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return rouge_tokens(text)
+
+
+def rouge_scores(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str]],
+    rouge_types: Sequence[str] = ROUGE_TYPES,
+) -> dict[str, float]:
+    """ROUGE F-measures (rouge-score's, on `rouge_tokens`), fractions: per item the best F1 over
+    its references, then the mean over items (not rouge-score's bootstrap aggregate). ROUGE-L is
+    the sentence-level LCS (not rougeLsum). An empty prediction or reference scores 0."""
+    from rouge_score.rouge_scorer import RougeScorer
+
+    _check_corpus(predictions, references)
+    scorer = RougeScorer(list(rouge_types), tokenizer=_RougeTokenizer())
+    totals = dict.fromkeys(rouge_types, 0.0)
+    for prediction, refs in zip(predictions, references, strict=True):
+        for name, score in scorer.score_multi(list(refs), prediction).items():
+            totals[name] += score.fmeasure
+    return {name: total / len(predictions) for name, total in totals.items()}
+
+
+def _rouge(
+    rouge_type: str, predictions: Sequence[str], references: Sequence[Sequence[str]]
+) -> float:
+    return rouge_scores(predictions, references, (rouge_type,))[rouge_type]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s|$)|\n")
+
+
+def lead_baseline(documents: Sequence[str], n_words: int) -> list[str]:
+    """The lead baseline of summarisation: each document's first sentence, cut to `n_words`
+    words (whitespace collapsed). A sentence ends at ".", "!" or "?" followed by whitespace or
+    the end of the text, or at a newline; abbreviations ("Dr. Who") end it too."""
+    if n_words < 1:
+        raise ValueError(f"n_words: expected at least 1, got {n_words}")
+    if isinstance(documents, str):
+        raise ValueError("documents: expected a list of documents, got one string")
+    firsts = [_SENTENCE_END.split(document.strip(), maxsplit=1)[0] for document in documents]
+    return [" ".join(first.split()[:n_words]) for first in firsts]
+
+
+# ---------------------------------------------------------------------------------------------
 # By task
 
 
@@ -177,19 +319,28 @@ _METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]], float]] =
     "cider": cider_d,
     "exact_match": exact_match,
     "word_accuracy": _first_references(word_accuracy),
+    "sacrebleu": corpus_sacrebleu,
+    "chrf": corpus_chrf,
+    **{name: partial(_rouge, name) for name in ROUGE_TYPES},
 }
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "speech": ("wer", "cer"),
     "caption": ("bleu4", "cider", "exact_match", "word_accuracy"),
     "text": ("bleu4", "exact_match"),
+    "translation": ("sacrebleu", "chrf"),
+    "summarization": ROUGE_TYPES,
 }
+
+# Metrics that tokenise by their own standard rules, so `text_metrics` gives them the raw text.
+RAW_TEXT_METRICS = frozenset({"sacrebleu", "chrf", *ROUGE_TYPES})
 
 
 def text_metrics(
     predictions: list[str], references: list[list[str]], task: str
 ) -> dict[str, float]:
-    """The validation metrics of `task` (see TASK_METRICS) on normalised text.
+    """The validation metrics of `task` (see TASK_METRICS) on normalised text, or on the raw
+    text for RAW_TEXT_METRICS (translation, summarisation).
 
     references[i] holds all references of item i; WER, CER and word accuracy use the first of
     each.
@@ -199,7 +350,12 @@ def text_metrics(
     _check_corpus(predictions, references)
     preds = [normalize_text(p) for p in predictions]
     refs = [[normalize_text(r) for r in item] for item in references]
-    return {name: _METRICS[name](preds, refs) for name in TASK_METRICS[task]}
+    return {
+        name: _METRICS[name](predictions, references)
+        if name in RAW_TEXT_METRICS
+        else _METRICS[name](preds, refs)
+        for name in TASK_METRICS[task]
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,13 +395,21 @@ def _check_error_rate_inputs(
 
 
 __all__ = [
+    "RAW_TEXT_METRICS",
+    "ROUGE_TYPES",
     "TASK_METRICS",
     "bleu4",
     "cer",
     "cider_d",
     "cider_d_scores",
+    "corpus_chrf",
+    "corpus_sacrebleu",
     "exact_match",
+    "lead_baseline",
+    "metric_signatures",
     "normalize_text",
+    "rouge_scores",
+    "rouge_tokens",
     "text_metrics",
     "wer",
     "word_accuracy",

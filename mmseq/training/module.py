@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,16 @@ import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from mmseq.checkpoint import checkpoint_entry, load_trained
+from mmseq.checkpoint import checkpoint_entry, hf_origin, load_trained
 from mmseq.config import to_dict
 from mmseq.data.augment import SpecAugment
 from mmseq.data.collate import Batch
+from mmseq.data.hf_tokenizer import HFTextTokenizer, is_hf_text_folder
 from mmseq.data.tokenizer import TextTokenizer, load_tokenizer
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, generate
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.training.metrics import text_metrics
+from mmseq.training.metrics import lead_baseline, metric_signatures, text_metrics
 from mmseq.training.optim import OptimizerConfig, build_optimizer, build_scheduler
 from mmseq.training.rng import rng_states, set_rng_states
 
@@ -42,12 +44,15 @@ class Seq2SeqModule(pl.LightningModule):
         `audio.pad_to_30s`). `decoder.vocab_size` (and `text.vocab_size`) default to the
         tokenizer's.
     tokenizer: a tokenizer.json (`mmseq tokenizer train` or `mmseq data make-demo` write one),
-        or `whisper` for tiny.en's.
-    pretrained: start from these weights: `tiny.en`, a Whisper checkpoint path, or a `.ckpt`
-        written by `mmseq fit`.
+        `whisper` for tiny.en's, or a Hugging Face model folder (its own tokenizer).
+    pretrained: start from these weights: `tiny.en`, a Whisper checkpoint path, a `.ckpt`
+        written by `mmseq fit`, or a Hugging Face T5 / BART / MarianMT / Pegasus folder (then
+        give the same folder as `tokenizer`; `mmseq export` writes the result back as one).
     freeze: parameter-name prefixes to keep fixed, e.g. `encoders.audio`.
     spec_augment: time/frequency masks on training log-mels (audio batches only).
-    num_beams, max_new_tokens: decoding in validation, test and predict.
+    num_beams, max_new_tokens, no_repeat_ngram_size: decoding in validation, test and predict
+        (no_repeat_ngram_size > 0: no n-gram of that size twice in an output, which keeps a
+        briefly trained summariser from looping).
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class Seq2SeqModule(pl.LightningModule):
         spec_augment: SpecAugment | None = None,
         num_beams: int = 1,
         max_new_tokens: int = 64,
+        no_repeat_ngram_size: int = 0,
         log_examples: int = 6,
     ) -> None:
         super().__init__()
@@ -76,10 +82,12 @@ class Seq2SeqModule(pl.LightningModule):
                 "spec_augment": None if spec_augment is None else to_dict(spec_augment),
                 "num_beams": num_beams,
                 "max_new_tokens": max_new_tokens,
+                "no_repeat_ngram_size": no_repeat_ngram_size,
                 "log_examples": log_examples,
             }
         )
         self.tokenizer: TextTokenizer = load_tokenizer(tokenizer)
+        self.hf_origin: dict[str, Any] | None = None  # set when `pretrained` is an HF folder
         self.model = self._build_model(model, pretrained)
         self.optim_config = optimizer or OptimizerConfig()
         self.label_smoothing = label_smoothing
@@ -87,6 +95,7 @@ class Seq2SeqModule(pl.LightningModule):
         self.generation = GenerationConfig(
             max_new_tokens=max_new_tokens,
             num_beams=num_beams,
+            no_repeat_ngram_size=no_repeat_ngram_size,
             eos_token_id=self.tokenizer.eos_id,
             pad_token_id=self.tokenizer.pad_id,
         )
@@ -105,7 +114,7 @@ class Seq2SeqModule(pl.LightningModule):
             data = ModelConfig.from_yaml(model).to_dict() if isinstance(model, str) else model
         if pretrained is not None:
             # `model` fields override the pretrained architecture (e.g. audio.pad_to_30s)
-            base = _load_pretrained(pretrained)
+            base = self._load_pretrained(pretrained)
             net = EncoderDecoder(ModelConfig.from_dict(_merge(base.config.to_dict(), data)))
             try:
                 net.load_state_dict(base.state_dict())
@@ -127,6 +136,31 @@ class Seq2SeqModule(pl.LightningModule):
                 f"{self.tokenizer.vocab_size} ids ({self.hparams.tokenizer})"
             )
         return net
+
+    def _load_pretrained(self, spec: str) -> EncoderDecoder:
+        """tiny.en / a Whisper checkpoint (any format) / an mmseq `.ckpt` / a Hugging Face text
+        model folder (T5, BART, MarianMT, Pegasus)."""
+        if Path(spec).suffix == ".ckpt":
+            trained = load_trained(spec)
+            self.hf_origin = trained.hf
+            return trained.model.train()
+        if is_hf_text_folder(spec):
+            from mmseq.text.hf import load_hf
+
+            if not isinstance(self.tokenizer, HFTextTokenizer):
+                raise ValueError(
+                    f"tokenizer: {self.hparams.tokenizer!r} is not the tokenizer of the pretrained "
+                    f"model; give its folder ({spec}) as `tokenizer` too"
+                )
+            imported = load_hf(spec)
+            self.hf_origin = hf_origin(imported)
+            return imported.model.train()
+        from mmseq.whisper.loading import load_whisper
+
+        try:
+            return load_whisper(spec).model.train()
+        except CheckpointError as err:
+            raise CheckpointError(f"pretrained: {err}") from None
 
     def _freeze(self, prefixes: list[str]) -> None:
         names = [n for n, _ in self.model.named_parameters()]
@@ -232,7 +266,12 @@ class Seq2SeqModule(pl.LightningModule):
             name, modality = key.split("|")
             predictions = [p for _, p, _ in rows]
             references = [r for _, _, r in rows]
-            metrics = text_metrics(predictions, references, METRIC_TASK[modality])
+            part = self._stream_module(stage, name)
+            kind = getattr(part, "metrics", None) or METRIC_TASK[modality]
+            metrics = text_metrics(predictions, references, kind)
+            if kind == "summarization" and hasattr(part, "source_texts"):
+                documents = part.source_texts(stage, [i for i, _, _ in rows])
+                metrics |= _lead_baseline(documents, references)
             prefix = f"{stage}/{name + '/' if name else ''}"
             for metric, value in metrics.items():
                 # the same value on every rank (rows are gathered); sync_dist keeps it so and
@@ -241,7 +280,8 @@ class Seq2SeqModule(pl.LightningModule):
                     prefix + metric, value, prog_bar=True, add_dataloader_idx=False, sync_dist=True
                 )
             if not self.trainer.sanity_checking:
-                self._show_examples(f"{stage} {name}".strip(), rows, metrics)
+                signatures = metric_signatures(kind, references)
+                self._show_examples(f"{stage} {name}".strip(), rows, metrics, signatures)
         self._outputs = {}
 
     def _gathered_outputs(self) -> dict[str, list[tuple[str, str, list[str]]]]:
@@ -258,12 +298,30 @@ class Seq2SeqModule(pl.LightningModule):
                 merged.setdefault(key, {}).update((row[0], row) for row in rows)
         return {key: list(rows.values()) for key, rows in merged.items()}
 
-    def _show_examples(self, title: str, rows: list, metrics: dict[str, float]) -> None:
-        """A table of predictions vs references: on the console, and in TensorBoard."""
-        rows = rows[: self.log_examples]
-        if not rows or self.global_rank != 0:
+    def _stream_module(self, stage: str, name: str) -> Any:
+        """The DataModule of a stream (a part of a multi-task one: by name, or the only part
+        with this split), or None. Its `metrics` (text streams: translation or summarization)
+        picks the metric set."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        parts = getattr(datamodule, "parts", None)
+        if not parts:
+            return datamodule
+        names = [name] if name else datamodule.names(stage)
+        return parts[names[0]] if len(names) == 1 else None
+
+    def _show_examples(
+        self, title: str, rows: list, metrics: dict[str, float], signatures: dict[str, str]
+    ) -> None:
+        """A table of predictions vs references (and the metrics' signatures, as sacreBLEU
+        asks papers to print them): on the console, and in TensorBoard."""
+        if not rows or self.global_rank != 0 or self.log_examples < 1:
             return
+        # spread over the split: evaluation runs in length order, and its first rows are the
+        # shortest, least telling examples
+        step = max(1, len(rows) // self.log_examples)
+        rows = rows[step // 2 :: step][: self.log_examples]
         figures = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        figures += "".join(f"\n{k} signature: {v}" for k, v in signatures.items())
         lines = ["| id | prediction | reference |", "|---|---|---|"]
         lines += [f"| {i} | {p} | {r[0]} |" for i, p, r in rows]
         table = "\n".join(lines)
@@ -286,7 +344,9 @@ class Seq2SeqModule(pl.LightningModule):
     # -- checkpoints ---------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["mmseq"] = checkpoint_entry(self.model.config, self.tokenizer, self.tasks)
+        checkpoint["mmseq"] = checkpoint_entry(
+            self.model.config, self.tokenizer, self.tasks, self.hf_origin
+        )
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -304,6 +364,14 @@ def _task_of(batch: Batch, tokenizer: TextTokenizer) -> str | None:
     return found[-1] if found else None
 
 
+def _lead_baseline(documents: list[str], references: list[list[str]]) -> dict[str, float]:
+    """ROUGE of the lead baseline on the same examples (`lead_rouge1`, ...): each document's
+    first sentence cut to the median reference length in words. A summariser should beat it."""
+    n_words = max(1, int(statistics.median(len(refs[0].split()) for refs in references)))
+    lead = text_metrics(lead_baseline(documents, n_words), references, "summarization")
+    return {f"lead_{metric}": value for metric, value in lead.items()}
+
+
 def _size(batches: dict[str, Batch]) -> int:
     return sum(len(b) for b in batches.values() if b is not None)
 
@@ -317,15 +385,3 @@ def _merge(base: dict, override: dict) -> dict:
         else:
             merged[key] = value
     return merged
-
-
-def _load_pretrained(spec: str) -> EncoderDecoder:
-    """tiny.en / a Whisper checkpoint (any format) / an mmseq `.ckpt`."""
-    if Path(spec).suffix == ".ckpt":
-        return load_trained(spec).model.train()
-    from mmseq.whisper.loading import load_whisper
-
-    try:
-        return load_whisper(spec).model.train()
-    except CheckpointError as err:
-        raise CheckpointError(f"pretrained: {err}") from None

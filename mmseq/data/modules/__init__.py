@@ -16,12 +16,13 @@ from mmseq.data.modules.base import Seq2SeqDataModule
 from mmseq.data.modules.caption import CaptionDataModule
 from mmseq.data.modules.multitask import MultiTaskDataModule
 from mmseq.data.modules.speech import SpeechDataModule
-from mmseq.data.modules.text import TextDataModule
+from mmseq.data.modules.text import SummarizationDataModule, TextDataModule
 
 __all__ = [
     "CaptionDataModule",
     "MultiTaskDataModule",
     "Seq2SeqDataModule",
     "SpeechDataModule",
+    "SummarizationDataModule",
     "TextDataModule",
 ]

@@ -1,0 +1,85 @@
+"""What the corpus makers (`gettext_corpus`, `debian_descriptions`) share: atomic JSON writes and
+a seed-free split by group, so that no group (catalog, source package) is in two splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and `os.replace`, so
+    that a reader never sees half a file and an interrupted run leaves the old one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, object]]) -> int:
+    """One JSON object per line (UTF-8, not escaped), written atomically. Returns the count."""
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def stable_order(name: str) -> str:
+    """A key that shuffles names the same way on every machine (no seed, no Python hash)."""
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()
+
+
+def split_groups(sizes: Mapping[str, int], held_out: float) -> dict[str, str]:
+    """Assign each group to train, val or test.
+
+    Groups are visited in `stable_order`; each goes to val while it fits under `held_out` of all
+    items, then to test likewise, else to train. A group too big to fit is skipped rather than
+    overshooting, so one large catalog never becomes the whole test set. With three or more
+    groups, an empty val or test then takes the smallest training group, so both exist.
+    """
+    if not 0 <= held_out < 0.5:
+        raise ValueError(f"held-out fraction must be in [0, 0.5), got {held_out}")
+    budget = held_out * sum(sizes.values())
+    filled = {"val": 0, "test": 0}
+    split = {}
+    for group in sorted(sizes, key=stable_order):
+        split[group] = "train"
+        for name in ("val", "test"):
+            if filled[name] + sizes[group] <= budget:
+                split[group] = name
+                filled[name] += sizes[group]
+                break
+    if len(sizes) >= 3 and held_out > 0:
+        for name in ("val", "test"):
+            train = [g for g in sizes if split[g] == "train"]
+            if name not in split.values() and len(train) > 1:
+                smallest = min(train, key=lambda g: (sizes[g], stable_order(g)))
+                split[smallest] = name
+    return split
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    """The output folder, created; OSError naming it when it cannot be written."""
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(f"{folder}: cannot create the output folder ({err.strerror or err})") from err
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"{folder}: output folder is not writable")
+    return folder

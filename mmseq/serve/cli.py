@@ -1,0 +1,81 @@
+"""`mmseq serve`: the flags, and uvicorn running the app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mmseq.serve.config import OPENAI_UPLOAD_MB, ServeConfig
+
+log = logging.getLogger("mmseq.serve")
+
+
+def add_serve_command(
+    commands: argparse._SubParsersAction, common: argparse.ArgumentParser
+) -> None:
+    s = commands.add_parser(
+        "serve",
+        help="an OpenAI-compatible HTTP server: /v1/audio/transcriptions, ... (extra: serve)",
+        parents=[common],
+        allow_abbrev=False,
+    )
+    add = s.add_argument
+    add("--host", default="127.0.0.1", help="(default: %(default)s)")
+    add("--port", type=int, default=8000, help="(default: %(default)s)")
+    add("--model", default="tiny.en", help="the Whisper model, as for `mmseq transcribe`")
+    add("--caption-model", default=None, metavar="CKPT", help="serve /v1/images/captions")
+    add("--text-model", default=None, metavar="DIR|CKPT", help="serve /v1/text/generations")
+    add("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
+    add(
+        "--compute-type",
+        default="float32",
+        choices=["float32", "bfloat16", "float16", "int8"],
+        help="weights' precision (default: %(default)s)",
+    )
+    add(
+        "--max-upload-mb",
+        type=float,
+        default=OPENAI_UPLOAD_MB,
+        help="MiB of request body at most, counted as it arrives; more: 413 (default: "
+        "%(default)s, OpenAI's)",
+    )
+    add("--max-audio-seconds", type=float, default=None, help="refuse longer recordings (400)")
+    add(
+        "--max-queue",
+        type=int,
+        default=64,
+        help="requests waiting per model; more: 429 with Retry-After (default: %(default)s)",
+    )
+    add("--batch-size", type=int, default=8, help="requests decoded together (default: 8)")
+    add("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1 routes")
+    s.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from mmseq.serve.app import create_app
+    except ImportError as err:
+        raise ValueError(
+            f"mmseq serve needs the serve extra ({err.name} is missing): pip install 'mmseq[serve]'"
+        ) from None
+    config = ServeConfig(
+        model=args.model,
+        caption_model=args.caption_model,
+        text_model=args.text_model,
+        device=args.device,
+        compute_type=args.compute_type,
+        max_upload_mb=args.max_upload_mb,
+        max_audio_seconds=args.max_audio_seconds,
+        max_queue=args.max_queue,
+        batch_size=args.batch_size,
+        api_key=args.api_key,
+    )
+    log.info(
+        "mmseq serve: http://%s:%d (models load in the background: see /ready)",
+        args.host,
+        args.port,
+    )
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+    return 0
