@@ -13,6 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from mmseq import __version__
+from mmseq.config import COMPUTE_TYPES
 
 log = logging.getLogger("mmseq")
 
@@ -576,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--compute-type",
         default="float32",
-        choices=["float32", "bfloat16", "float16", "int8"],
+        choices=COMPUTE_TYPES,
         help="weights' precision (default: %(default)s)",
     )
     add(

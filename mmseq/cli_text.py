@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmseq.config import COMPUTE_TYPES
+
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
@@ -149,7 +151,7 @@ def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
     add("--batch-size", type=_positive, default=32, help="inputs decoded together (default: 32)")
     add(
         "--compute-type",
-        choices=["float32", "bfloat16", "float16", "int8"],
+        choices=COMPUTE_TYPES,
         default="float32",
         help="int8: CPU only; bfloat16 is fast on CPUs with AVX-512 BF16/AMX (default: float32)",
     )

@@ -12,9 +12,14 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
+
+# Weight and activation precisions of inference (mmseq.precision applies them); here, free of
+# torch, so that command-line parsers list them without importing it.
+ComputeType = Literal["float32", "bfloat16", "float16", "int8"]
+COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
 
 T = TypeVar("T")
 

@@ -19,17 +19,14 @@ int8 treats the two halves of an encoder-decoder differently, because their work
 from __future__ import annotations
 
 import warnings
-from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
+from mmseq.config import COMPUTE_TYPES, ComputeType  # noqa: F401 - re-exported
 from mmseq.decoder import TextDecoder
 from mmseq.nn.attention import CrossAttention
 from mmseq.nn.blocks import MLP
-
-ComputeType = Literal["float32", "bfloat16", "float16", "int8"]
-COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
 
 
 def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from text_fixtures import gettext_pairs
-from training_helpers import read_metrics, run_cli, write_config
+from training_helpers import _trainer, read_metrics, run_cli, write_config
 
 from mmseq.cli import main
 from mmseq.data.modules import SummarizationDataModule, TextDataModule
@@ -79,32 +79,7 @@ def test_summarization_bad_metrics_name(tmp_path: Path) -> None:
 def _fit_config(out: Path, files: dict[str, str], data_class: str, monitor: str, **data) -> dict:
     return {
         "seed_everything": 0,
-        "trainer": {
-            "max_epochs": 2,
-            "accelerator": "cpu",
-            "devices": 1,
-            "log_every_n_steps": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(out),
-            "logger": [
-                {
-                    "class_path": "lightning.pytorch.loggers.CSVLogger",
-                    "init_args": {"save_dir": str(out / "logs"), "name": "run"},
-                }
-            ],
-            "callbacks": [
-                {
-                    "class_path": "mmseq.training.callbacks.ModelCheckpoint",
-                    "init_args": {
-                        "dirpath": str(out / "checkpoints"),
-                        "monitor": monitor,
-                        "mode": "max",
-                        "save_last": True,
-                    },
-                }
-            ],
-        },
+        "trainer": _trainer(out, monitor, "max", {"max_epochs": 2}),
         "model": {
             "tokenizer": files["tokenizer"],
             "model": {
@@ -162,3 +137,19 @@ def test_summarization_fit_reports_rouge_beside_the_lead_baseline(tmp_path: Path
         lead_baseline([d["source"] for d in val], 5), [[d["target"]] for d in val], "summarization"
     )
     assert float(last["val/lead_rougeL"]) == pytest.approx(lead["rougeL"], abs=1e-6)
+
+
+def test_a_multitask_run_with_one_text_part_reports_translation_metrics() -> None:
+    """A MultiTaskDataModule with only its text part set names no stream (one loader): its
+    metrics are still the part's (sacreBLEU/chrF), not the plain "text" set."""
+    from types import SimpleNamespace
+
+    from mmseq.training.module import Seq2SeqModule
+
+    text = TextDataModule(metrics="translation")
+    datamodule = SimpleNamespace(parts={"text": text}, names=lambda split: ["text"])
+    module = SimpleNamespace(trainer=SimpleNamespace(datamodule=datamodule))
+    assert Seq2SeqModule._stream_module(module, "val", "") is text
+    assert Seq2SeqModule._stream_module(module, "val", "text") is text
+    datamodule.names = lambda split: ["caption", "text"]
+    assert Seq2SeqModule._stream_module(module, "val", "") is None

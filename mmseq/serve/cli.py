@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from mmseq.config import COMPUTE_TYPES
 from mmseq.serve.config import OPENAI_UPLOAD_MB, ServeConfig
 
 log = logging.getLogger("mmseq.serve")
@@ -29,7 +30,7 @@ def add_serve_command(
     add(
         "--compute-type",
         default="float32",
-        choices=["float32", "bfloat16", "float16", "int8"],
+        choices=COMPUTE_TYPES,
         help="weights' precision (default: %(default)s)",
     )
     add(

@@ -3,7 +3,9 @@
 Training is teacher-forced cross-entropy (label smoothing) on `Batch`es from mmseq.data; a
 multitask DataModule hands each step a dict of batches, one per task, whose losses are summed.
 Validation decodes and reports the task's metrics (speech: WER/CER; captions: BLEU-4, CIDEr-D,
-exact match, word accuracy; text: BLEU-4, exact match) and a table of sample predictions.
+exact match, word accuracy; text streams as their DataModule's `metrics` say: translation
+sacreBLEU and chrF, summarization ROUGE-1/2/L beside the lead baseline's) and a table of sample
+predictions.
 """
 
 from __future__ import annotations
