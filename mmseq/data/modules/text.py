@@ -129,6 +129,8 @@ class SummarizationDataModule(TextDataModule):
 
     name = "summary"
 
+    # The signature is restated, not **kwargs, so that LightningCLI shows and checks these
+    # defaults (`mmseq fit --help`, --print_config).
     def __init__(
         self,
         tokenizer: str | None = None,
