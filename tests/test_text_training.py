@@ -153,3 +153,17 @@ def test_a_multitask_run_with_one_text_part_reports_translation_metrics() -> Non
     assert Seq2SeqModule._stream_module(module, "val", "text") is text
     datamodule.names = lambda split: ["caption", "text"]
     assert Seq2SeqModule._stream_module(module, "val", "") is None
+
+
+def test_max_new_tokens_beyond_the_decoder_is_refused_when_the_module_is_built(
+    tmp_path: Path,
+) -> None:
+    from mmseq.training.module import Seq2SeqModule
+
+    files = _translation(tmp_path)
+    model = {"text": {"n_ctx": 32, "n_layers": 1, "block": BLOCK}}
+    model["decoder"] = {"n_ctx": 32, "n_layers": 1, "block": BLOCK}
+    # <s> <|task|> + 31 new tokens fill 32 positions (the last token is never fed back)
+    Seq2SeqModule(files["tokenizer"], model, max_new_tokens=31)
+    with pytest.raises(ValueError, match=r"max_new_tokens: 32 does not fit .* at most 31 new"):
+        Seq2SeqModule(files["tokenizer"], model, max_new_tokens=32)

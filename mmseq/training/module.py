@@ -36,6 +36,7 @@ from mmseq.training.rng import rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_NEW_TOKENS = 64  # validation decodes of untrained models never stop: cap their cost
 METRIC_TASK = {"audio": "speech", "image": "caption", "text": "text"}  # modality -> metric set
 
 
@@ -53,7 +54,9 @@ class Seq2SeqModule(pl.LightningModule):
     freeze: parameter-name prefixes to keep fixed, e.g. `encoders.audio`.
     spec_augment: time/frequency masks on training log-mels (audio batches only).
     num_beams, max_new_tokens, no_repeat_ngram_size: decoding in validation, test and predict
-        (no_repeat_ngram_size > 0: no n-gram of that size twice in an output, which keeps a
+        (max_new_tokens None: DEFAULT_MAX_NEW_TOKENS, or what the decoder's n_ctx holds after
+        the start tokens if fewer;
+        no_repeat_ngram_size > 0: no n-gram of that size twice in an output, which keeps a
         briefly trained summariser from looping).
     """
 
@@ -67,7 +70,7 @@ class Seq2SeqModule(pl.LightningModule):
         freeze: list[str] | None = None,
         spec_augment: SpecAugment | None = None,
         num_beams: int = 1,
-        max_new_tokens: int = 64,
+        max_new_tokens: int | None = None,
         no_repeat_ngram_size: int = 0,
         log_examples: int = 6,
     ) -> None:
@@ -91,6 +94,9 @@ class Seq2SeqModule(pl.LightningModule):
         self.tokenizer: TextTokenizer = load_tokenizer(tokenizer)
         self.hf_origin: dict[str, Any] | None = None  # set when `pretrained` is an HF folder
         self.model = self._build_model(model, pretrained)
+        room = _decoding_room(self.tokenizer, self.model.config.decoder.n_ctx, max_new_tokens)
+        if max_new_tokens is None:
+            max_new_tokens = min(DEFAULT_MAX_NEW_TOKENS, room)
         self.optim_config = optimizer or OptimizerConfig()
         self.label_smoothing = label_smoothing
         self.spec_augment = spec_augment
@@ -364,6 +370,25 @@ def _task_of(batch: Batch, tokenizer: TextTokenizer) -> str | None:
     by_id = {i: t for t, i in tokenizer.tasks.items()}
     found = [by_id[i] for i in ids if i in by_id]
     return found[-1] if found else None
+
+
+def _decoding_room(tokenizer: TextTokenizer, n_ctx: int, max_new_tokens: int | None) -> int:
+    """The most new tokens the decoder holds after the longest prefix (decoding fills prefix +
+    max_new_tokens - 1 positions). A larger `max_new_tokens` fails now, not in the first
+    validation."""
+    lengths = [len(tokenizer.prefix(None))]
+    for task in tokenizer.tasks:
+        try:
+            lengths.append(len(tokenizer.prefix(task)))
+        except ValueError:  # a task this tokenizer names but cannot start (English-only)
+            continue
+    room = n_ctx - max(lengths) + 1
+    if max_new_tokens is not None and max_new_tokens > room:
+        raise ValueError(
+            f"max_new_tokens: {max_new_tokens} does not fit the decoder: its n_ctx={n_ctx} "
+            f"holds a {max(lengths)}-token prefix and at most {room} new tokens"
+        )
+    return room
 
 
 def _lead_baseline(documents: list[str], references: list[list[str]]) -> dict[str, float]:
