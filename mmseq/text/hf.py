@@ -23,7 +23,7 @@ from torch import Tensor
 
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.serialization import load_plain, read_json
+from mmseq.serialization import load_plain, read_json, write_text_atomic
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -274,9 +274,9 @@ def save_hf(imported: HFModel, folder: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     mapping = imported.family.weight_map(imported.model.config, imported.config)
     tensors = unmap(imported.model, mapping)
-    _atomic_write(folder / "config.json", json.dumps(imported.config, indent=2) + "\n")
+    write_text_atomic(folder / "config.json", json.dumps(imported.config, indent=2) + "\n")
     generation = json.dumps(imported.generation, indent=2) + "\n"
-    _atomic_write(folder / "generation_config.json", generation)
+    write_text_atomic(folder / "generation_config.json", generation)
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
         pass
     try:
@@ -285,9 +285,3 @@ def save_hf(imported: HFModel, folder: str | os.PathLike) -> Path:
     finally:
         Path(tmp.name).unlink(missing_ok=True)
     return folder
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
