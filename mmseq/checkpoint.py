@@ -33,8 +33,8 @@ class TrainedModel:
     tokenizer: TextTokenizer
     tasks: dict[str, str | None]  # modality -> task token used in training (None: no token)
     source: Path
-    # for a model fine-tuned from a Hugging Face folder: its model_type, config.json and
-    # generation_config.json, which `export_hf` writes back (None otherwise)
+    # for a model fine-tuned from a Hugging Face folder: its config.json (naming the
+    # model_type) and generation_config.json, which `export_hf` writes back (None otherwise)
     hf: dict[str, Any] | None = None
 
     @property
@@ -66,7 +66,6 @@ def hf_origin(imported: Any) -> dict[str, Any]:
     """What a checkpoint keeps of the Hugging Face folder (`mmseq.text.hf.HFModel`) a model
     was fine-tuned from, to write it back as one (see `TrainedModel.hf`)."""
     return {
-        "model_type": imported.config["model_type"],
         "config": imported.config,
         "generation": imported.generation,
     }
