@@ -34,23 +34,25 @@ Method
   (EOS appended, at most 128 ids) and fed as the same ids to every engine (CTranslate2 as the
   converted vocabulary's token strings).
 - Engines: mmseq (`mmseq.text.hf.load_hf`, `model.encode("text", ids, lengths)` and
-  `mmseq.generation.decode` with `GenerationConfig.from_hf(generation_config.json)`) in fp32,
-  bf16 and int8 (`mmseq.precision.apply_compute_type`); transformers `generate()` fp32, padded
-  batches with attention masks, the folder's generation config; CTranslate2 fp32 and int8
-  (`ct2-transformers-converter`, with and without `--quantization int8`; `Translator` with
-  `inter_threads=1`, `intra_threads=--threads`, `translate_batch` per batch). Same beams
-  (1: greedy, or 4), length penalty 1.0, no sampling; beam search stops once 4 hypotheses
-  have finished (`early_stopping=True`, CTranslate2's rule: opus-mt's own generation config
-  leaves it False, which searches on and which CTranslate2 cannot do).
+  `mmseq.generation.decode` with `GenerationConfig.from_hf(generation_config.json)`) in fp32, bf16
+  and int8 (`mmseq.precision.apply_compute_type`), fp32 and bf16 also compiled
+  (`TextDecoder.compile_decoding`: torch.compile with inductor's freezing; `--compile` of `mmseq
+  translate`; compiling is done in the warm-up calls, outside the timed pass); transformers
+  `generate()` fp32, padded batches with attention masks, the folder's generation config;
+  CTranslate2 fp32 and int8 (`ct2-transformers-converter`, with and without `--quantization int8`;
+  `Translator` with `inter_threads=1`, `intra_threads=--threads`, `translate_batch` per batch).
+  Same beams (1: greedy, or 4), length penalty 1.0, no sampling; beam search stops once 4
+  hypotheses have finished (`early_stopping=True`, CTranslate2's rule: opus-mt's own generation
+  config leaves it False, which searches on and which CTranslate2 cannot do).
 - Cases (`--cases`): batch 1 and 32, greedy and 4 beams; `--quick`: 8 sentences, batch 1 and 8.
-- Isolation: each (model, engine, precision) runs in its own spawned process that imports only
-  its engine, sets `torch.set_num_threads(--threads)` and loads the model. All of a model's
-  engines are loaded first; then case by case every engine runs the case in turn (so that a
-  burst of background load falls on one case's engines alike): one warm-up call on the first
-  batch, then one timed pass over all sentences (`--trials N`: N passes, the fastest kept).
-  Peak RSS is that process's VmHWM during the timed pass (reset before it through
-  /proc/self/clear_refs): the engine's imports (torch alone is about 500 MB), its model, the
-  case's decoding, and heap that earlier cases freed but the allocator kept.
+- Isolation: each (model, engine, precision) runs in its own spawned process that imports only its
+  engine, sets `torch.set_num_threads(--threads)` and loads the model. All of a model's engines
+  are loaded first; then case by case every engine runs the case in turn (so that a burst of
+  background load falls on one case's engines alike): two warm-up calls on the first batch (the
+  second one source token shorter), then one timed pass over all sentences (`--trials N`: N
+  passes, the fastest kept). Peak RSS is that process's VmHWM during the timed pass (reset before
+  it through /proc/self/clear_refs): the engine's imports (torch alone is about 500 MB), its
+  model, the case's decoding, and heap that earlier cases freed but the allocator kept.
 - Figures: tokens/s counts generated tokens without the start token and EOS, summed over the
   sentences, per wall second. `CPU s` is the process's user + system time over the pass (all
   its threads): about threads x wall when it had the cores to itself, less when other
@@ -58,9 +60,9 @@ Method
   marked * in the table if every try was so. `same` is the number of sentences whose
   output ids equal transformers fp32's at batch 1 with the same beams (transformers' batch-32
   beams can differ from its unbatched ones, huggingface/transformers#25921); `mmseq x` is
-  mmseq's tokens/s over the peer's in the same case and precision (transformers and
-  CTranslate2 fp32 against mmseq fp32, CTranslate2 int8 against mmseq int8; above 1: mmseq is
-  faster).
+  mmseq's tokens/s over the peer's in the same case, and which mmseq engine it is (transformers
+  and CTranslate2 fp32 against the faster of mmseq fp32 eager and compiled, CTranslate2 int8
+  against mmseq's fastest engine of any compute type; above 1: mmseq is faster).
 - Training step (`--train-steps`, Marian only): forward, backward and AdamW step of mmseq's
   imported Marian (`EncoderDecoder.forward("text", ...)` with `shift_right` labels) against
   transformers' `MarianMTModel(labels=...)`, batch 16 x 32 source tokens x 32 target tokens,
@@ -122,16 +124,19 @@ T5_VOCAB = 32128
 class Engine:
     name: str  # mmseq | transformers | ctranslate2
     compute_type: str  # float32 | bfloat16 | int8
+    compiled: bool = False  # mmseq: TextDecoder.compile_decoding (torch.compile, freezing)
 
     @property
     def label(self) -> str:
         precision = {"float32": "fp32", "bfloat16": "bf16"}.get(self.compute_type, "int8")
-        return f"{self.name} {precision}"
+        return f"{self.name} {precision}" + (" compiled" if self.compiled else "")
 
 
 ENGINES = (
     Engine("mmseq", "float32"),
+    Engine("mmseq", "float32", compiled=True),
     Engine("mmseq", "bfloat16"),
+    Engine("mmseq", "bfloat16", compiled=True),
     Engine("mmseq", "int8"),
     Engine("transformers", "float32"),
     Engine("ctranslate2", "float32"),
@@ -495,6 +500,8 @@ def mmseq_engine(p: Prepared, engine: Engine, threads: int) -> Decode:
     torch.set_num_threads(threads)
     imported = load_hf(p.hf_dir)
     model = apply_compute_type(imported.model, engine.compute_type)
+    if engine.compiled:
+        model.decoder.compile_decoding()
     start = imported.decoder_start_token_id
 
     @torch.inference_mode()
@@ -586,10 +593,14 @@ def load_engine(p: Prepared, engine: Engine, threads: int) -> None:
 
 
 def timed_case(p: Prepared, engine: Engine, case: Case) -> CaseResult:
-    """In the engine's process: one pass over all sentences in batches of `case.batch`, after a
-    warm-up call on the first batch the first time the case is run."""
+    """In the engine's process: one pass over all sentences in batches of `case.batch`, after
+    two warm-up calls on the first batch the first time the case is run, the second with one
+    source token less (a compiled engine compiles its dynamic-shape graph at the second source
+    length it meets)."""
     if case not in _warm:
-        _decode(p.sources[: case.batch], case.beams)
+        first = p.sources[: case.batch]
+        _decode(first, case.beams)
+        _decode([row[:-1] if len(row) > 1 else row for row in first], case.beams)
         _warm.add(case)
     reset_peak_rss()
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -788,15 +799,24 @@ def identical(r: CaseResult, results: list[CaseResult]) -> str:
     return f"{sum(a == b for a, b in zip(r.outputs, ref.outputs, strict=True))}/{len(r.outputs)}"
 
 
-def mmseq_ratio(r: CaseResult, results: list[CaseResult]) -> float | None:
+def mmseq_ratio(r: CaseResult, results: list[CaseResult]) -> tuple[float, str] | None:
+    """A peer's row: mmseq's tokens/s over the peer's in the same case, and which mmseq engine.
+    Against fp32 peers the faster of mmseq fp32 eager and compiled; against CTranslate2 int8
+    mmseq's fastest engine of any compute type."""
     if r.engine.name == "mmseq":
         return None
-    precision = "int8" if r.engine.compute_type == "int8" else "float32"
-    ours = Engine("mmseq", precision)
-    for x in results:
-        if x.model == r.model and x.case == r.case and x.engine == ours:
-            return x.tokens_per_s / r.tokens_per_s
-    return None
+    ours = [
+        x
+        for x in results
+        if x.model == r.model
+        and x.case == r.case
+        and x.engine.name == "mmseq"
+        and (r.engine.compute_type == "int8" or x.engine.compute_type == "float32")
+    ]
+    if not ours:
+        return None
+    best = max(ours, key=lambda x: x.tokens_per_s)
+    return best.tokens_per_s / r.tokens_per_s, best.engine.label.removeprefix("mmseq ")
 
 
 def print_table(results: list[CaseResult], threads: int) -> None:
@@ -808,7 +828,7 @@ def print_table(results: list[CaseResult], threads: int) -> None:
     print("|---|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
         ratio = mmseq_ratio(r, results)
-        shown = f"{ratio:.2f}" if ratio is not None else "-"
+        shown = f"{ratio[0]:.2f} ({ratio[1]})" if ratio is not None else "-"
         mark = " *" if shared_cores(r, threads) else ""
         print(
             f"| {r.model} | {r.case.name} | {r.engine.label} | {r.wall_s:.2f}{mark} | "

@@ -51,7 +51,10 @@ def test_kv_cache_reorder() -> None:
     cache.write(k, k, torch.arange(2))
     cache.reorder(torch.tensor([2, 2, 0]), length=2)
     assert cache.keys[:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [0, 0]]
-    assert not cache.keys[:, :, 2:].any()  # slots past `length` untouched
+    # slots past `length` hold no garbage (a compiled step reads them under its mask)
+    assert not cache.keys[:, :, 2:].any()
+    cache.reorder(torch.tensor([1, 0, 0]), length=2)  # and back into the first buffers
+    assert cache.keys[:, 0, :2, 0].tolist() == [[2, 2], [2, 2], [2, 2]]
 
 
 @torch.no_grad()

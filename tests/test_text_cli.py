@@ -106,6 +106,31 @@ def test_generator_equals_transformers_text(marian: Path) -> None:
     assert sum(bool(t) for t in ours) > 10
 
 
+def test_compiled_decoding_gives_the_eager_text(marian: Path, tmp_path: Path, capsys) -> None:
+    """`compile=True` (`--compile`): torch.compile of the fixed-shape decoding step, batches of
+    several source lengths and sizes, greedy and beam search: the eager strings. int8 is
+    refused, as a usage error on the command line."""
+    from torch._dynamo.utils import counters
+
+    texts = gettext_strings(12, seed=9)
+    eager = TextGenerator(marian)
+    compiled = TextGenerator(marian, compile=True)
+    graphs = counters["stats"]["unique_graphs"]
+    for beams in (1, 3):
+        expected = eager.generate(texts, batch_size=5, num_beams=beams)
+        assert compiled.generate(texts, batch_size=5, num_beams=beams) == expected
+    assert sum(bool(t) for t in expected) > 6
+    # the step and the output projection, static then dynamic: a few graphs, not one per step
+    assert 2 <= counters["stats"]["unique_graphs"] - graphs <= 8
+    with pytest.raises(ValueError, match="compile: not with compute_type int8"):
+        TextGenerator(marian, compute_type="int8", compile=True)
+    src = tmp_path / "in.txt"
+    src.write_text("Open file\n", encoding="utf-8")
+    args = ["translate", "--model", str(marian), "--compile", "--compute-type", "int8", str(src)]
+    assert main(args) == 2
+    assert "compile: not with compute_type int8" in capsys.readouterr().err
+
+
 def test_translate_cli_keeps_lines_and_order(marian: Path, tmp_path: Path, capsys) -> None:
     lines = ["Open file", "", "Save the current document as a new file", "   ", "Quit"]
     src = tmp_path / "in.txt"

@@ -22,10 +22,11 @@ from torch import Tensor, nn
 class KVCache:
     """Keys and values of one self-attention layer, preallocated and written in place.
 
-    keys, values: [B, H, max_len, Dh]. A step writes its new keys at their positions and
-    attention reads the whole fixed-size buffer under a mask that hides the slots not yet
-    written (built from `DecoderCache.key_positions`), so every decoding step has the same
-    shapes: `torch.compile` compiles it once and CUDA graphs can replay it.
+    keys, values: [B, H, max_len, Dh]. A step writes its new keys at their positions. Under
+    `torch.compile` attention reads the whole fixed-size buffer under a mask that hides the
+    slots not yet written (built from `DecoderCache.key_positions`), so every decoding step has
+    the same shapes: it compiles once and CUDA graphs can replay it. Run eagerly, it reads only
+    the slots written so far (`length`): the same result, without the work on empty slots.
     """
 
     def __init__(
@@ -41,24 +42,46 @@ class KVCache:
         shape = (batch, n_heads, max_len, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self._spare: tuple[Tensor, Tensor] | None = None  # beam search's reorder target
 
     @property
     def max_len(self) -> int:
         return self.keys.shape[2]
 
-    def write(self, k: Tensor, v: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Store k, v [B, H, T, Dh] at positions [T] (long); return the whole buffers.
+    def write(
+        self, k: Tensor, v: Tensor, positions: Tensor, length: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Store k, v [B, H, T, Dh] at positions [T] (long); return the buffers' first `length`
+        slots (default: all of them).
 
         The caller checks positions against max_len (`DecoderCache.claim`): a bounds check
         here would read the tensor back to Python at every step."""
         self.keys.index_copy_(2, positions, k.to(self.keys.dtype))
         self.values.index_copy_(2, positions, v.to(self.values.dtype))
-        return self.keys, self.values
+        if length is None:
+            return self.keys, self.values
+        return self.keys[:, :, :length], self.values[:, :, :length]
 
     def reorder(self, index: Tensor, length: int) -> None:
-        """Make row i hold what row index[i] held (beam search), for the first `length` slots."""
-        self.keys[:, :, :length] = self.keys[index, :, :length]
-        self.values[:, :, :length] = self.values[index, :, :length]
+        """Make row i hold what row index[i] held, for the first `length` slots (beam search);
+        an index with fewer rows than the cache drops the others (finished inputs).
+
+        The rows are gathered into a second pair of buffers, which then become the cache: one
+        copy instead of a gather and a copy back (3x faster at batch 32 x 4 beams). Buffers
+        are zeros, not empty: a compiled step reads the unwritten slots too (masked, but a NaN
+        there would survive the mask: 0 x NaN is NaN)."""
+        rows = index.shape[0]
+        if rows != self.keys.shape[0]:  # fewer rows: new, smaller buffers
+            shape = (rows, *self.keys.shape[1:])
+            target = (self.keys.new_zeros(shape), self.values.new_zeros(shape))
+            spare = None
+        else:
+            if self._spare is None:
+                self._spare = (torch.zeros_like(self.keys), torch.zeros_like(self.values))
+            target, spare = self._spare, (self.keys, self.values)
+        for old, new in zip((self.keys, self.values), target, strict=True):
+            torch.index_select(old[:, :, :length], 0, index, out=new[:, :, :length])
+        (self.keys, self.values), self._spare = target, spare
 
 
 class _Attention(nn.Module):
@@ -129,14 +152,16 @@ class SelfAttention(_Attention):
         causal: bool = False,
         cache: KVCache | None = None,
         positions: Tensor | None = None,
+        cache_length: int | None = None,
     ) -> Tensor:
-        """x [B, T, D] -> [B, T, D]. With a cache, x holds the tokens at positions [T] and the
-        mask must hide the cache slots that are not yet written."""
+        """x [B, T, D] -> [B, T, D]. With a cache, x holds the tokens at positions [T] and
+        attention reads the cache's first `cache_length` slots (default: all); the mask must
+        hide those that are not yet written."""
         q, k, v = (self.split_heads(p) for p in self.qkv(x).chunk(3, dim=-1))
         if cache is not None:
             if positions is None:
                 raise ValueError("self-attention with a cache needs the tokens' positions")
-            k, v = cache.write(k, v, positions)
+            k, v = cache.write(k, v, positions, cache_length)
         return self.attend(q, k, v, mask, causal)
 
 

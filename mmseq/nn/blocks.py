@@ -124,13 +124,14 @@ class TransformerBlock(nn.Module):
         causal: bool = False,
         cache: KVCache | None = None,
         positions: Tensor | None = None,
+        cache_length: int | None = None,
         context_kv: tuple[Tensor, Tensor] | None = None,
         context_mask: Tensor | None = None,
         cross_scores: list[Tensor] | None = None,
     ) -> Tensor:
         """x [B, T, D] -> [B, T, D].
 
-        mask/causal/cache/positions go to self-attention; context_kv (from
+        mask/causal/cache/positions/cache_length go to self-attention; context_kv (from
         `cross_attn.project_context`) and context_mask [B, 1, 1, S] to cross-attention. A list
         passed as cross_scores receives this layer's cross-attention scores [B, H, T, S]
         (before the softmax), e.g. for word-level alignment.
@@ -138,7 +139,14 @@ class TransformerBlock(nn.Module):
         x = self._residual(
             x,
             self.attn_norm,
-            lambda h: self.attn(h, mask=mask, causal=causal, cache=cache, positions=positions),
+            lambda h: self.attn(
+                h,
+                mask=mask,
+                causal=causal,
+                cache=cache,
+                positions=positions,
+                cache_length=cache_length,
+            ),
         )
         if self.cross_attn is not None:
             if context_kv is None:
