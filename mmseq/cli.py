@@ -74,7 +74,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         trained = load_trained(model, args.device)
         model = whisper_from_trained(trained)
         if model is None:  # trained from scratch: no Whisper long-form conventions
-            return _transcribe_chunks(trained, files, args)
+            return _transcribe_chunks(trained, files, args, options)
     transcriber = Transcriber(
         model, device=args.device, compute_type=args.compute_type, compile=args.compile
     )
@@ -172,10 +172,33 @@ def _check_outputs(files: list[str], output_dir: Path) -> None:
         raise ValueError(f"--output-dir {output_dir}: not writable")
 
 
-def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> int:  # noqa: ANN001
-    """Speech models trained from scratch with `mmseq fit`: text only, 30 s chunks."""
-    from mmseq.inference import ChunkTranscriber
+# what a speech model trained from scratch follows of the transcription options (the others
+# need Whisper's conventions: timestamps, languages, prompts, temperature fallback, VAD)
+_CHUNK_OPTIONS = {"beam_size", "batch_size", "max_new_tokens", "keep_alignments"}
+CHUNK_MAX_NEW_TOKENS = 128  # ChunkTranscriber's default
 
+
+def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace, options) -> int:  # noqa: ANN001
+    """Speech models trained from scratch with `mmseq fit`: text only, 30 s chunks. Options
+    they cannot follow are refused, not dropped."""
+    from mmseq.inference import ChunkTranscriber
+    from mmseq.serialization import write_text_atomic
+    from mmseq.transcription import TranscribeOptions
+
+    defaults = TranscribeOptions()
+    unfollowed = [
+        _FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        for f in fields(options)
+        if f.name not in _CHUNK_OPTIONS and getattr(options, f.name) != getattr(defaults, f.name)
+    ]
+    unfollowed += ["--compute-type"] if args.compute_type != "float32" else []
+    unfollowed += ["--compile"] if args.compile else []
+    if unfollowed:
+        raise ValueError(
+            f"{args.model} is a speech model trained from scratch (its own tokenizer, text "
+            f"only, 30 s chunks): it cannot follow {', '.join(unfollowed)}; those need a "
+            "Whisper model or fine-tune (it follows --beam-size, --batch-size, --max-new-tokens)"
+        )
     if args.explain:
         raise ValueError(
             f"--explain: {args.model} is a speech model trained from scratch (its own "
@@ -188,7 +211,11 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> i
             f"--output-format {args.output_format}: a model trained from scratch gives text "
             "only (no timestamps); use txt"
         )
-    transcriber = ChunkTranscriber(trained, num_beams=args.beam_size)
+    transcriber = ChunkTranscriber(
+        trained,
+        num_beams=args.beam_size,
+        max_new_tokens=args.max_new_tokens or CHUNK_MAX_NEW_TOKENS,
+    )
     failed = 0
     for name in files:
         result = transcriber.transcribe(name, batch_size=args.batch_size)
@@ -200,7 +227,7 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace) -> i
         if args.output_dir or args.output_format:
             out = Path(args.output_dir or ".")
             out.mkdir(parents=True, exist_ok=True)
-            (out / f"{Path(name).stem}.txt").write_text(result.text + "\n", encoding="utf-8")
+            write_text_atomic(out / f"{Path(name).stem}.txt", result.text + "\n")
     return 1 if failed else 0
 
 

@@ -203,6 +203,16 @@ def test_a_model_trained_from_scratch_is_refused(tmp_path: Path) -> None:
         run.stderr
     )
     assert not (tmp_path / "out").exists()
+    # options it cannot follow are named, not dropped; those it follows work
+    run = mmseq(
+        CLIP, "--model", tmp_path / "scratch.ckpt", "--vad", "--temperature", "0.4",
+        "--compute-type", "int8", "--language", "en",
+    )  # fmt: skip
+    assert run.code == 2 and run.stdout == ""
+    assert "cannot follow --temperature, --vad, --language, --compute-type" in run.stderr
+    run = mmseq(CLIP, "--model", tmp_path / "scratch.ckpt", "--max-new-tokens", "3")
+    assert run.code == 0, run.stderr
+    assert len(run.stdout.split()) <= 3
 
 
 def _panel(start: float, n_words: int, frames: int = 1500) -> WindowPanel:
