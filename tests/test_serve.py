@@ -163,6 +163,27 @@ def test_max_audio_seconds(client) -> None:  # noqa: ANN001
     assert err.value.code == "audio_too_long"
 
 
+def test_two_hours_of_silence_is_refused_from_its_header(client, reference, tmp_path) -> None:  # noqa: ANN001
+    """A 2-hour recording (silence: a 0.4 MB FLAC, under the upload limit) against
+    --max-audio-seconds: 400 audio_too_long at once, from the header, before any decoding;
+    the server keeps serving."""
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "two_hours.flac"
+    with sf.SoundFile(path, "w", 16000, 1, format="FLAC") as f:
+        block = np.zeros(16000 * 60, np.int16)
+        for _ in range(120):
+            f.write(block)
+    assert path.stat().st_size < LIMIT_MB * 1024 * 1024
+    started = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(model="whisper-1", file=path)
+    assert err.value.code == "audio_too_long" and "7200.0 s long" in err.value.message
+    assert time.monotonic() - started < 30  # not decoded
+    assert _create(client).text == reference["plain"].text
+
+
 def test_the_server_imports_no_lightning() -> None:
     code = "import sys, mmseq.serve.app; assert 'lightning' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -276,17 +297,29 @@ def test_ready_and_metrics(base: str, client) -> None:  # noqa: ANN001
 
 
 class _BlockingSpeech(SpeechModel):
-    """tiny.en that holds each batch until released: a full queue on demand."""
+    """tiny.en that holds each step (a window of every request in flight) until released: a
+    full queue, or a client that leaves mid-request, on demand."""
 
-    release, entered = threading.Event(), threading.Event()
-    fail = False  # then every job fails, as a decoder that broke
+    def __init__(self, *args) -> None:  # noqa: ANN002
+        super().__init__(*args)
+        self.release, self.entered = threading.Event(), threading.Event()
+        self.fail = False  # then every step fails, as a decoder that broke
+        self.steps = 0
 
-    def run_batch(self, jobs):  # noqa: ANN001, ANN201
-        self.entered.set()
-        self.release.wait(60)
-        if self.fail:
-            return [RuntimeError("decoder broke")] * len(jobs)
-        return super().run_batch(jobs)
+    def live(self, options):  # noqa: ANN001, ANN201
+        live = super().live(options)
+        step = live.step
+
+        def held():  # noqa: ANN202
+            self.entered.set()
+            self.release.wait(60)
+            self.steps += 1
+            if self.fail:
+                raise RuntimeError("decoder broke")
+            return step()
+
+        live.step = held
+        return live
 
 
 class _UpperText:
@@ -440,3 +473,166 @@ def test_worker_batches_what_is_queued() -> None:
         futures[1].result(30)  # one job's error, not the batch's
     worker.close(30)
     assert batches == [[0], [1, 2, 3], [4]]
+
+
+@pytest.fixture(scope="module")
+def long_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The five clips, each followed by 12 s of silence, twice: about 160 s, six windows."""
+    import numpy as np
+    import soundfile as sf
+
+    from mmseq.data.audio import load_audio
+
+    silence = np.zeros(12 * 16000, np.float32)
+    parts = [part for clip in CLIPS for part in (load_audio(clip), silence)] * 2
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    return path
+
+
+def test_a_short_request_joins_a_long_one_between_windows(
+    transcriber: Transcriber, long_recording: Path
+) -> None:
+    """A clip sent while a long recording is being transcribed joins it at the next window
+    and is answered long before the recording is done; both transcripts are their own
+    alone (no token changes with what a request is batched with)."""
+    from mmseq.serve.speech import SpeechWorker
+
+    speech = SpeechModel(transcriber, "tiny.en")
+    sizes: list[int] = []
+    short_future: list = []
+    options = TranscribeOptions()
+
+    def on_batch(size: int, seconds: float) -> None:
+        sizes.append(size)
+        if len(sizes) == 1:  # the long one is one window in: send the clip
+            short_future.append(worker.submit(SpeechJob(str(CLIP), options)))
+
+    worker = SpeechWorker(speech, batch_size=4, max_queue=4, on_batch=on_batch)
+    long_future = worker.submit(SpeechJob(str(long_recording), options))
+    _wait(lambda: bool(short_future), 120)
+    short = short_future[0].result(120)
+    assert not long_future.done()  # the clip did not wait for the recording
+    long = long_future.result(300)
+    worker.close(30)
+    assert sizes[0] == 1 and sizes[1] == 2 and sizes[-1] == 1  # joined, then left
+    assert len(sizes) >= 5
+    for result, path in ((short, CLIP), (long, long_recording)):
+        alone = transcriber.transcribe(path, options)[0]
+        assert result.text_tokens == alone.text_tokens and result.text
+        assert [s.start for s in result.segments] == [s.start for s in alone.segments]
+
+
+def test_a_client_that_leaves_frees_its_slot(
+    transcriber: Transcriber, long_recording: Path
+) -> None:
+    """A client that disconnects mid-transcription: its request is dropped at the next
+    window (not transcribed to the end), counted as 499, and the server keeps serving."""
+    speech = _BlockingSpeech(transcriber, "tiny.en")
+    speech.release.set()
+    app = create_app(ServeConfig(model=None, batch_size=1), speech=speech)
+    with serving(app) as url:
+        speech.release.clear()
+        worker = app.state.models.workers["speech"]
+        host, port = url.removeprefix("http://").split(":")
+        body, boundary = _multipart(long_recording)
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+                + f"Content-Type: multipart/form-data; boundary={boundary}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            assert speech.entered.wait(60)  # its first window is being decoded (held)
+        _wait(lambda: _cancelled(worker))  # the server saw the client go
+        speech.release.set()
+        _wait(lambda: worker.in_flight == 0)
+        assert speech.steps == 1  # dropped after one of its six windows
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+        assert _create(client).text
+        with urllib.request.urlopen(url + "/metrics") as response:
+            metrics = response.read().decode()
+    assert 'route="/v1/audio/transcriptions",status="499"' in metrics
+
+
+def test_a_request_past_its_time_budget_is_504(
+    transcriber: Transcriber, long_recording: Path
+) -> None:
+    """The budget (timeout_s + timeout_per_audio_s x duration) runs out after a window: 504 in
+    OpenAI's envelope, and the server keeps serving."""
+    config = ServeConfig(model=None, timeout_s=0.01, timeout_per_audio_s=0.0)
+    with serving(create_app(config, speech=SpeechModel(transcriber, "tiny.en"))) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+        with pytest.raises(openai.InternalServerError) as err:
+            client.audio.transcriptions.create(model="whisper-1", file=long_recording)
+        assert err.value.status_code == 504
+        assert err.value.body["code"] == "timeout"
+        assert "time budget" in err.value.body["message"]
+    with pytest.raises(ValueError, match="timeout"):
+        ServeConfig(timeout_s=0)
+
+
+def _cancelled(worker) -> bool:  # noqa: ANN001
+    return any(item.future.cancelled() for item in list(worker._owners.values()))
+
+
+def _multipart(path: Path) -> tuple[bytes, str]:
+    boundary = "mmseqboundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, boundary
+
+
+def test_sigterm_finishes_the_requests_in_flight(
+    transcriber: Transcriber, long_recording: Path
+) -> None:
+    """`mmseq serve` sent SIGTERM while it transcribes a long recording: the request gets its
+    full transcript, then the server exits 0."""
+    import signal
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "mmseq"), "serve", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait(lambda: _status(url + "/ready") == 200, 120)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=300)
+        texts: list[str] = []
+        request = threading.Thread(
+            target=lambda: texts.append(
+                client.audio.transcriptions.create(model="whisper-1", file=long_recording).text
+            )
+        )
+        request.start()
+        step_done = 'mmseq_batch_seconds_count{model="tiny.en"}'
+        _wait(lambda: step_done in _metrics(url), 120)  # its first window is decoded
+        server.send_signal(signal.SIGTERM)
+        request.join(300)
+        assert server.wait(120) == 0, server.stderr.read().decode()[-2000:]
+    finally:
+        server.kill()
+    assert texts == [transcriber.transcribe(long_recording)[0].text]  # all of it
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (urllib.error.URLError, ConnectionError):
+        return 0
+
+
+def _metrics(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        return response.read().decode()

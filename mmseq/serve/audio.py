@@ -8,8 +8,8 @@ as openai-whisper's fallback, word granularity: --word-timestamps, chunking_stra
 
 from __future__ import annotations
 
-import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from mmseq.serve.errors import APIError, bad_request, internal_error
+from mmseq.serve.errors import APIError, ClientDisconnected, bad_request, internal_error
 from mmseq.serve.formats import (
     GRANULARITIES,
     RESPONSE_FORMATS,
@@ -30,8 +30,8 @@ from mmseq.serve.formats import (
     sse,
     stream_events,
 )
-from mmseq.serve.models import ServedModels
-from mmseq.serve.speech import AudioError, SpeechJob, SpeechModel
+from mmseq.serve.models import ServedModels, result_or_disconnect
+from mmseq.serve.speech import AudioError, RequestTimeout, SpeechJob, SpeechModel
 from mmseq.serve.uploads import field, read_form, save, upload
 from mmseq.transcription import TranscribeOptions, Transcript
 
@@ -82,14 +82,15 @@ async def _handle(request: Request, task: str) -> Response:
                 param="file",
                 code="audio_too_long",
             )
-        future = served.submit("speech", SpeechJob(path, parsed.options))
+        deadline = time.monotonic() + served.config.time_budget(duration)
+        future = served.submit("speech", SpeechJob(path, parsed.options, deadline))
     except BaseException:
         os.unlink(path)
         raise
-    if parsed.stream:
+    if parsed.stream:  # Starlette cancels the stream's task when the client leaves
         return StreamingResponse(_events(future, path, served), media_type="text/event-stream")
     try:
-        transcript = await _result(future)
+        transcript = await _result(future, request)
     finally:
         os.unlink(path)
     served.metrics.audio_seconds.inc(transcript.duration)
@@ -212,13 +213,17 @@ def _probe(speech: SpeechModel, path: str) -> float:
         ) from None
 
 
-async def _result(future: Future) -> Transcript:
+async def _result(future: Future, request: Request | None = None) -> Transcript:
     try:
-        return await asyncio.wrap_future(future)
+        return await result_or_disconnect(future, request)
     except AudioError as err:
         raise bad_request(
             f"The audio could not be decoded ({err}).", param="file", code="invalid_file_format"
         ) from None
+    except RequestTimeout as err:
+        raise APIError(504, f"{err}; retry with a shorter file.", code="timeout") from None
+    except ClientDisconnected:
+        raise
     except Exception as err:
         raise internal_error(err) from err
 

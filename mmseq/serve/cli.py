@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 
 from mmseq.config import COMPUTE_TYPES
 from mmseq.serve.config import OPENAI_UPLOAD_MB, ServeConfig
@@ -49,6 +52,21 @@ def add_serve_command(
     )
     add("--batch-size", type=int, default=8, help="requests decoded together (default: 8)")
     add("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1 routes")
+    defaults = ServeConfig()
+    add(
+        "--timeout",
+        type=float,
+        default=defaults.timeout_s,
+        metavar="SECONDS",
+        help="a transcription's time budget: this many seconds (default: %(default)s) ...",
+    )
+    add(
+        "--timeout-per-audio-second",
+        type=float,
+        default=defaults.timeout_per_audio_s,
+        metavar="SECONDS",
+        help="... plus this many per second of audio (default: %(default)s); past it: 504",
+    )
     s.set_defaults(run=_serve)
 
 
@@ -57,6 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from mmseq.serve.app import create_app
+
+        draining_server = _server_class()
     except ImportError as err:
         raise ValueError(
             f"mmseq serve needs the serve extra ({err.name} is missing): pip install 'mmseq[serve]'"
@@ -72,11 +92,37 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue=args.max_queue,
         batch_size=args.batch_size,
         api_key=args.api_key,
+        timeout_s=args.timeout,
+        timeout_per_audio_s=args.timeout_per_audio_second,
     )
     log.info(
         "mmseq serve: http://%s:%d (models load in the background: see /ready)",
         args.host,
         args.port,
     )
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="info")
+    server = draining_server(
+        uvicorn.Config(create_app(config), host=args.host, port=args.port, log_level="info")
+    )
+    server.run()
     return 0
+
+
+def _server_class():  # noqa: ANN202 - uvicorn is imported only when serving
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, except that SIGTERM ends it with status 0 once the requests in
+        flight are answered: uvicorn (>= 0.29) raises the signal again after its graceful
+        shutdown, and a process killed by SIGTERM reads as a failure to supervisors."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:  # runs before uvicorn raises the captured signals again
+                    self._captured_signals = [
+                        s for s in self._captured_signals if s != signal.SIGTERM
+                    ]
+
+    return DrainingServer

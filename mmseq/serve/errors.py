@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("mmseq.serve")
@@ -63,6 +63,15 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return APIError(400, message, param, code)
 
 
+class ClientDisconnected(Exception):
+    """The client left before its result was ready; its job was cancelled. Logged and counted
+    as 499 (nginx's "client closed request"); nobody reads the answer."""
+
+
+# the status a request whose client left is counted under in the metrics
+CLIENT_CLOSED_REQUEST = 499
+
+
 def internal_error(err: BaseException) -> APIError:
     """A model's failure, logged here and answered 500 without its details."""
     log.error("mmseq serve: a request failed", exc_info=err)
@@ -89,6 +98,15 @@ def install_handlers(app: FastAPI) -> None:
     async def _http(request: Request, err: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code)
         return APIError(err.status_code, str(err.detail), code=code).response()
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, err: ClientDisconnected) -> Response:
+        log.info(
+            "mmseq serve: %s %s: the client left; its job was dropped",
+            request.method,
+            request.url.path,
+        )
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:

@@ -37,7 +37,7 @@ async def text_generations(body: TextGenerationRequest, request: Request) -> dic
         raise bad_request(f"input: expected 1 to {MAX_INPUTS} texts, got {len(texts)}", "input")
     job = TextJob(tuple(texts), body.max_new_tokens, body.num_beams)
     try:
-        results = await served.run("text", job)
+        results = await served.run("text", job, request)
     except ValueError as err:
         raise bad_request(str(err)) from None
     data = [
@@ -55,7 +55,7 @@ async def image_captions(request: Request) -> dict:
     served.resolve(field(form, "model"), "caption")
     path = await run_in_threadpool(save, upload(form))
     try:
-        caption = await served.run("caption", path)
+        caption = await served.run("caption", path, request)
     except ValueError as err:
         message = str(err).replace(path, "file")
         raise bad_request(f"The image could not be read ({message}).", "file") from None

@@ -5,18 +5,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import Future
 from typing import Any
 
+from starlette.requests import Request
+
 from mmseq.serve.config import ServeConfig
-from mmseq.serve.errors import APIError, internal_error
+from mmseq.serve.errors import APIError, ClientDisconnected, internal_error
 from mmseq.serve.metrics import Metrics
-from mmseq.serve.speech import SpeechModel
+from mmseq.serve.speech import SpeechModel, SpeechWorker
 from mmseq.serve.textgen import CaptionModel, TextModel
-from mmseq.serve.workers import BatchWorker, QueueFull
+from mmseq.serve.workers import BatchWorker, QueuedWorker, QueueFull
 
 log = logging.getLogger("mmseq.serve")
 
 WHISPER_ALIAS = "whisper-1"  # the name OpenAI clients send: served by the speech model
+
+
+async def result_or_disconnect(future: Future, request: Request | None = None) -> Any:
+    """The worker's result for `future`. If `request`'s client disconnects first, the future
+    is cancelled (the worker drops the job at its next step) and ClientDisconnected raised.
+    Without a request, only cancelling the awaiting task cancels the job."""
+    waiter = asyncio.wrap_future(future)  # cancelling it cancels `future`
+    if request is None:
+        return await waiter
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if waiter.done():
+        return waiter.result()
+    waiter.cancel()
+    raise ClientDisconnected("the client disconnected")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the request body is read by then: the next ASGI
+    message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class ServedModels:
@@ -33,7 +61,7 @@ class ServedModels:
     ) -> None:
         self.config, self.metrics = config, metrics
         self.speech, self.text, self.caption = speech, text, caption
-        self.workers: dict[str, BatchWorker] = {}
+        self.workers: dict[str, QueuedWorker] = {}
         self.ready = threading.Event()
         self.error: str | None = None
 
@@ -54,9 +82,13 @@ class ServedModels:
             for kind, model in self.by_kind().items():
                 model.warmup()
                 hooks = self.metrics.worker_hooks(model.name)
-                self.workers[kind] = BatchWorker(
-                    model.name, model.run_batch, c.batch_size, c.max_queue, **hooks
-                )
+                if kind == "speech":
+                    worker = SpeechWorker(model, c.batch_size, c.max_queue, **hooks)
+                else:
+                    worker = BatchWorker(
+                        model.name, model.run_batch, c.batch_size, c.max_queue, **hooks
+                    )
+                self.workers[kind] = worker
         except Exception as err:  # noqa: BLE001 - reported by /ready and the log
             self.error = f"{type(err).__name__}: {err}"
             log.exception("mmseq serve: loading the models failed")
@@ -93,14 +125,15 @@ class ServedModels:
             code="model_not_found",
         )
 
-    async def run(self, kind: str, job: Any) -> Any:
+    async def run(self, kind: str, job: Any, request: Request | None = None) -> Any:
         """Queue `job` for the model of `kind` and wait for its result; 429 when its queue is
         full, 500 when the model fails (ValueError, a bad input, is left to the caller). The
-        job is dropped from the queue if the caller is cancelled before it runs."""
+        job is dropped if the caller is cancelled, or `request`'s client leaves, before its
+        result is set."""
         future = self.submit(kind, job)
         try:
-            return await asyncio.wrap_future(future)
-        except (APIError, ValueError):
+            return await result_or_disconnect(future, request)
+        except (APIError, ValueError, ClientDisconnected):
             raise
         except Exception as err:
             raise internal_error(err) from err

@@ -1,9 +1,11 @@
 """One thread owns each model: requests wait in a bounded queue and are decoded in batches.
 
-The worker takes the first waiting request, then whatever else is already queued, up to
-`batch_size`, and hands them to the model's `run_batch` together; each request gets its own
-result or its own exception, so one bad input never fails the others. A full queue refuses
-at once (`QueueFull`, answered 429 with Retry-After), rather than letting requests pile up.
+`BatchWorker` (captions, text) takes the first waiting request, then whatever else is already
+queued, up to `batch_size`, and hands them to the model's `run_batch` together;
+`mmseq.serve.speech.SpeechWorker` lets requests join and leave between 30 s windows. Each
+request gets its own result or its own exception, so one bad input never fails the others. A
+full queue refuses at once (`QueueFull`, answered 429 with Retry-After), rather than letting
+requests pile up.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -32,7 +34,9 @@ class QueueFull(Exception):
 
 
 @dataclass
-class _Item(Generic[Job]):
+class Queued(Generic[Job]):
+    """A submitted job and the Future its client waits on."""
+
     job: Job
     future: Future
 
@@ -40,8 +44,10 @@ class _Item(Generic[Job]):
 _STOP = object()
 
 
-class BatchWorker:
-    """A thread that runs `run_batch` on batches of submitted jobs.
+class QueuedWorker:
+    """A thread that takes submitted jobs from a bounded queue; subclasses decide how they are
+    run (`_loop`). A submitted job's Future stays pending until its result is set, so a
+    client that leaves cancels it (`Future.cancel`) at any time before that.
 
     max_queue: jobs waiting, not counting those being decoded; on_batch(size, seconds) and
     on_queue(depth) report to the metrics."""
@@ -49,17 +55,15 @@ class BatchWorker:
     def __init__(
         self,
         name: str,
-        run_batch: RunBatch,
         batch_size: int,
         max_queue: int,
         on_batch: Callable[[int, float], None] = lambda n, s: None,
         on_queue: Callable[[int], None] = lambda n: None,
     ) -> None:
-        self.name, self.run_batch, self.batch_size = name, run_batch, batch_size
-        self.max_queue = max_queue
+        self.name, self.batch_size, self.max_queue = name, batch_size, max_queue
         self.on_batch, self.on_queue = on_batch, on_queue
         self._queue: queue.Queue = queue.Queue()
-        self._waiting = 0  # submitted, not yet taken into a batch
+        self._waiting = 0  # submitted, not yet taken
         self._lock = threading.Lock()
         self._last_batch_seconds = 1.0
         self._thread = threading.Thread(target=self._loop, name=f"mmseq-{name}", daemon=True)
@@ -74,7 +78,7 @@ class BatchWorker:
             depth = self._waiting
         self.on_queue(depth)
         future: Future = Future()
-        self._queue.put(_Item(job, future))
+        self._queue.put(Queued(job, future))
         return future
 
     def retry_after(self) -> int:
@@ -90,29 +94,61 @@ class BatchWorker:
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
-    def _take(self) -> list[_Item] | None:
-        first = self._queue.get()
-        if first is _STOP:
-            return None
-        items = [first]
-        while len(items) < self.batch_size:
+    def _take(self, most: int, block: bool) -> tuple[list[Queued], bool]:
+        """Up to `most` queued jobs (waiting for the first one if `block`), without those
+        cancelled meanwhile; and whether the queue is closed."""
+        items: list[Queued] = []
+        stopped = False
+        while len(items) < most:
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(block=block and not items)
             except queue.Empty:
                 break
             if item is _STOP:
-                self._queue.put(_STOP)  # after this batch
+                stopped = True
                 break
             items.append(item)
-        with self._lock:
-            self._waiting -= len(items)
-            depth = self._waiting
-        self.on_queue(depth)
-        # a job whose client gave up (its Future cancelled) is not decoded
-        return [i for i in items if i.future.set_running_or_notify_cancel()]
+        if items:
+            with self._lock:
+                self._waiting -= len(items)
+                depth = self._waiting
+            self.on_queue(depth)
+        return [i for i in items if not i.future.cancelled()], stopped
+
+    def _timed(self, size: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self._last_batch_seconds = seconds
+        self.on_batch(size, seconds)
 
     def _loop(self) -> None:
-        while (items := self._take()) is not None:
+        raise NotImplementedError
+
+
+def settle(future: Future, result: Any) -> None:
+    """Set a result or an exception, unless the client cancelled the future meanwhile."""
+    if future.done():
+        return
+    try:
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled between the check and the set
+        pass
+
+
+class BatchWorker(QueuedWorker):
+    """Runs `run_batch` on the first waiting job and whatever else is already queued, up to
+    `batch_size`, to completion (captions, text)."""
+
+    def __init__(self, name: str, run_batch: RunBatch, batch_size: int, max_queue: int, **hooks):
+        self.run_batch = run_batch
+        super().__init__(name, batch_size, max_queue, **hooks)
+
+    def _loop(self) -> None:
+        stopped = False
+        while not stopped:
+            items, stopped = self._take(self.batch_size, block=True)
             if not items:
                 continue
             started = time.perf_counter()
@@ -120,11 +156,6 @@ class BatchWorker:
                 results = list(self.run_batch([i.job for i in items]))
             except Exception as err:  # noqa: BLE001 - the batch failed as a whole
                 results = [err] * len(items)
-            seconds = time.perf_counter() - started
-            self._last_batch_seconds = seconds
-            self.on_batch(len(items), seconds)
+            self._timed(len(items), started)
             for item, result in zip(items, results, strict=True):
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
+                settle(item.future, result)
