@@ -4,11 +4,18 @@ tokenizer and the weights, so inference (`mmseq caption`, `mmseq transcribe`) ne
 Lightning's checkpoint is a dict; the module adds an `mmseq` entry of plain values (strings,
 numbers, lists, dicts) next to `state_dict`, and keeps every other entry plain too, so loading
 uses `torch.load(weights_only=True)`: a checkpoint can never run code when it is opened.
+
+`save_folder` writes the same model as an mmseq folder that needs neither Lightning nor torch's
+pickle format: `config.json` (the entry's plain values, marked by `mmseq_format`),
+`tokenizer.json` and `model.safetensors`. `load_trained` and every command read both.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +26,11 @@ from mmseq.data.hf_tokenizer import HFTextTokenizer
 from mmseq.data.tokenizer import PretrainedTextTokenizer, TextTokenizer, WhisperTextTokenizer
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.serialization import load_plain
+from mmseq.serialization import load_plain, read_json, write_text_atomic
 
 FORMAT_VERSION = 1
 MODEL_PREFIX = "model."  # the LightningModule holds the EncoderDecoder as `.model`
+FOLDER_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 
 
 @dataclass
@@ -100,10 +108,27 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return load_plain(path, "checkpoint")
 
 
+def is_mmseq_folder(path: str | os.PathLike) -> bool:
+    """A folder written by `save_folder` (its config.json carries `mmseq_format`)."""
+    config = Path(path) / "config.json"
+    try:
+        return "mmseq_format" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def is_trained(path: str | os.PathLike) -> bool:
+    """A model trained with `mmseq fit`: a `.ckpt`, or a folder written by `save_folder`."""
+    return str(path).endswith(".ckpt") or is_mmseq_folder(path)
+
+
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
-    """Model + tokenizer from a `.ckpt` written by `mmseq fit`, or from a Hugging Face
-    `VisionEncoderDecoderModel` folder (ViT + GPT-2, with its tokenizer files)."""
+    """Model + tokenizer from a `.ckpt` written by `mmseq fit`, an mmseq folder (`save_folder`),
+    or a Hugging Face `VisionEncoderDecoderModel` folder (ViT + GPT-2, with its tokenizer
+    files)."""
     path = Path(path)
+    if is_mmseq_folder(path):
+        return _load_folder(path, device)
     if path.is_dir():
         return _load_hf_captioner(path, device)
     ckpt = read_checkpoint(path)
@@ -116,8 +141,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise CheckpointError(
             f"{path}: checkpoint format {entry.get('format')!r}; this mmseq reads {FORMAT_VERSION}"
         )
-    config = ModelConfig.from_dict(entry["model_config"])
-    model = EncoderDecoder(config)
+    model = EncoderDecoder(ModelConfig.from_dict(entry["model_config"]))
     weights = {
         k.removeprefix(MODEL_PREFIX): v
         for k, v in ckpt["state_dict"].items()
@@ -127,9 +151,71 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the model config: {err}") from None
+    return _trained(model, entry, path, device)
+
+
+def _trained(
+    model: EncoderDecoder, entry: dict[str, Any], path: Path, device: str | torch.device
+) -> TrainedModel:
     tokenizer = tokenizer_from_entry(entry)
     tasks = dict(entry.get("tasks", {}))
     return TrainedModel(model.to(device).eval(), tokenizer, tasks, path, entry.get("hf"))
+
+
+def save_folder(trained: TrainedModel, out: str | os.PathLike) -> Path:
+    """Write `trained` as an mmseq folder (config.json, tokenizer.json, model.safetensors):
+    built in a temporary folder beside `out` and renamed into place, so `out` is complete or
+    absent. `out` must not exist, or be an empty folder."""
+    from safetensors.torch import save_model
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out}: exists and is not an empty folder; choose a new one")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    entry = checkpoint_entry(trained.model.config, trained.tokenizer, trained.tasks, trained.hf)
+    config = {"mmseq_format": entry.pop("format")} | entry
+    tokenizer = config.pop("tokenizer")
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        write_text_atomic(staging / "config.json", json.dumps(config, indent=2) + "\n")
+        write_text_atomic(staging / "tokenizer.json", tokenizer)
+        save_model(trained.model, str(staging / "model.safetensors"))  # tied weights: once
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _load_folder(folder: Path, device: str | torch.device) -> TrainedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    config = read_json(folder / "config.json")
+    if config.get("mmseq_format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: mmseq_format {config.get('mmseq_format')!r}; this mmseq "
+            f"reads {FORMAT_VERSION}"
+        )
+    for name in FOLDER_FILES:
+        if not (folder / name).is_file():
+            raise CheckpointError(
+                f"{folder}: {name} is missing (an mmseq folder holds {', '.join(FOLDER_FILES)})"
+            )
+    try:
+        model = EncoderDecoder(ModelConfig.from_dict(config["model_config"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{folder / 'config.json'}: bad model_config: {err}") from None
+    try:
+        load_model(model, str(folder / "model.safetensors"), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise CheckpointError(
+            f"{folder / 'model.safetensors'}: weights do not fit the model config: {err}"
+        ) from None
+    entry = config | {"tokenizer": (folder / "tokenizer.json").read_text(encoding="utf-8")}
+    return _trained(model, entry, folder, device)
 
 
 def _load_hf_captioner(folder: Path, device: str | torch.device) -> TrainedModel:

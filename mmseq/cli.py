@@ -67,7 +67,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     model = args.model
-    if str(model).endswith(".ckpt"):
+    from mmseq.checkpoint import is_trained
+
+    if is_trained(model):  # a .ckpt or an mmseq folder written by `mmseq export`
         from mmseq.checkpoint import load_trained
         from mmseq.inference import whisper_from_trained
 

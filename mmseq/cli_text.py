@@ -224,20 +224,35 @@ def add_text_commands(
 
     e = commands.add_parser(
         "export",
-        help="write a checkpoint fine-tuned from a Hugging Face folder back as one",
+        help="write a checkpoint as a folder without pickle: mmseq's, or Hugging Face's",
         parents=[common],
         allow_abbrev=False,
     )
-    e.add_argument("checkpoint", help="a .ckpt written by `mmseq fit` with `pretrained: FOLDER`")
+    e.add_argument("checkpoint", help="a .ckpt written by `mmseq fit`")
+    e.add_argument("out", help="the folder to write (must not exist, or be empty)")
     e.add_argument(
-        "out", help="the folder to write (config.json, model.safetensors, tokenizer files)"
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="mmseq",
+        help="mmseq: config.json, tokenizer.json, model.safetensors, read by every mmseq "
+        "command; hf: the Hugging Face folder a model fine-tuned from one (`pretrained:`) came "
+        "from, for transformers (default: %(default)s)",
     )
     e.set_defaults(run=_export)
 
 
-def _export(args: argparse.Namespace) -> int:
-    from mmseq.text.export import export_hf
+EXPORT_FORMATS = ("mmseq", "hf")
 
-    out = export_hf(args.checkpoint, args.out)
-    print(f"{out}: Hugging Face folder written from {args.checkpoint}")
+
+def _export(args: argparse.Namespace) -> int:
+    if args.format == "hf":
+        from mmseq.text.export import export_hf
+
+        out = export_hf(args.checkpoint, args.out)
+        print(f"{out}: Hugging Face folder written from {args.checkpoint}")
+        return 0
+    from mmseq.checkpoint import load_trained, save_folder
+
+    out = save_folder(load_trained(args.checkpoint), args.out)
+    print(f"{out}: mmseq folder written from {args.checkpoint} (no pickle; --model {out})")
     return 0

@@ -88,6 +88,14 @@ def test_cli_writes_one_figure_per_image(
         panel = panel_size(Image.open(image).size)
         assert figure.size == figure_layout(panels, panel)[2:]
     assert figure_layout(4, (256, 128))[:2] == (4, 1) and figure_layout(6, (256, 128))[:2] == (4, 2)
+    # the checkpoint exported as an mmseq folder captions the same
+    folder = tmp_path / "exported"
+    assert main(["export", str(checkpoint), str(folder)]) == 0
+    capsys.readouterr()
+    args = ["caption", "--model", str(folder), "--max-new-tokens", "3", "--beam-size", "1"]
+    assert main([*args, "--output-format", "jsonl", *images]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["caption"] for r in rows] == ["red red red"] * 2
 
 
 def test_attention_rows_are_distributions_over_the_image(checkpoint: Path, tokenizer) -> None:  # noqa: ANN001

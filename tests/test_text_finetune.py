@@ -175,7 +175,7 @@ def test_finetuning_a_t5_folder_lowers_the_loss_and_exports_the_same_logits(
     assert run_cli(["fit", "--config", write_config(tmp_path / "fit.yaml", config)]) == 0
     ckpt = out / "checkpoints" / "last.ckpt"
     exported = tmp_path / "exported"
-    assert main(["export", str(ckpt), str(exported)]) == 0
+    assert main(["export", "--format", "hf", str(ckpt), str(exported)]) == 0
 
     # the fine-tuned model, scored by transformers itself, fits held-out pairs better
     assert _hf_loss(exported, val) < _hf_loss(base, val) - 0.5
@@ -193,8 +193,13 @@ def test_finetuning_a_t5_folder_lowers_the_loss_and_exports_the_same_logits(
     assert (exported / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
 
 
-def test_export_needs_a_checkpoint_from_a_hugging_face_folder(tmp_path: Path, capsys) -> None:
+def test_export_formats(tmp_path: Path, capsys) -> None:
+    """`--format hf` needs a checkpoint fine-tuned from a Hugging Face folder; `--format mmseq`
+    (the default) writes any checkpoint as config.json + tokenizer.json + model.safetensors,
+    which `translate` and `TextGenerator` read with the checkpoint's outputs."""
+    from mmseq.errors import CheckpointError
     from mmseq.model import EncoderDecoder, ModelConfig
+    from mmseq.text.generator import TextGenerator
 
     assert main(["export", str(tmp_path / "missing.ckpt"), str(tmp_path / "out")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
@@ -219,8 +224,29 @@ def test_export_needs_a_checkpoint_from_a_hugging_face_folder(tmp_path: Path, ca
         },
         path,
     )
-    assert main(["export", str(path), str(tmp_path / "out")]) == 2
+    assert main(["export", "--format", "hf", str(path), str(tmp_path / "out")]) == 2
     assert "not fine-tuned from a Hugging Face folder" in capsys.readouterr().err
+
+    folder = tmp_path / "plain"
+    assert main(["export", str(path), str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    assert json.loads((folder / "config.json").read_text())["mmseq_format"] == 1
+    texts = ["some text", "to train on", ""]
+    expected = TextGenerator(path).generate(texts, max_new_tokens=6)
+    assert TextGenerator(folder).generate(texts, max_new_tokens=6) == expected
+    assert any(expected)
+    ours, theirs = load_trained(folder).model.state_dict(), model.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert main(["export", str(path), str(folder)]) == 2  # never over an existing model
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"model.safetensors is missing"):
+        load_trained(folder)
 
 
 def test_a_pretrained_folder_needs_its_own_tokenizer(tmp_path: Path) -> None:

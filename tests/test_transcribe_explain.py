@@ -213,6 +213,10 @@ def test_a_model_trained_from_scratch_is_refused(tmp_path: Path) -> None:
     run = mmseq(CLIP, "--model", tmp_path / "scratch.ckpt", "--max-new-tokens", "3")
     assert run.code == 0, run.stderr
     assert len(run.stdout.split()) <= 3
+    # exported as an mmseq folder (no pickle): the same transcript
+    assert main(["export", str(tmp_path / "scratch.ckpt"), str(tmp_path / "folder")]) == 0
+    again = mmseq(CLIP, "--model", tmp_path / "folder", "--max-new-tokens", "3")
+    assert again.code == 0 and again.stdout == run.stdout
 
 
 def _panel(start: float, n_words: int, frames: int = 1500) -> WindowPanel:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from mmseq.checkpoint import is_mmseq_folder
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, decode
 from mmseq.model import EncoderDecoder
@@ -46,7 +47,7 @@ class TextGenerator:
 
     model: a Hugging Face folder (config.json + model.safetensors or pytorch_model.bin, and its
     tokenizer files) of type t5, mt5, bart, mbart, marian or pegasus; or a `.ckpt` written by
-    `mmseq fit` for a model with a text encoder.
+    `mmseq fit` (or the folder `mmseq export` makes of it) for a model with a text encoder.
     compute_type: float32, bfloat16, float16 (GPU) or int8 (CPU), see mmseq.precision.
     source_lang / target_lang: for multilingual models: Marian's `>>xx<<` target prefix,
     mBART's forced target-language token, T5's task prefix from its `task_specific_params`.
@@ -70,15 +71,15 @@ class TextGenerator:
         if compile and compute_type == "int8":
             raise ValueError("compile: not with compute_type int8; use float32 or bfloat16")
         path = Path(model)
-        if path.is_dir():
+        if path.is_dir() and not is_mmseq_folder(path):
             self._load_hf(path)
-        elif path.is_file():
+        elif path.exists():
             self._load_trained(path)
         else:
             raise CheckpointError(
                 f"{path}: no such model: expected a Hugging Face folder (config.json, "
-                "model.safetensors or pytorch_model.bin, tokenizer files) or a .ckpt written by "
-                "mmseq fit"
+                "model.safetensors or pytorch_model.bin, tokenizer files), a .ckpt written by "
+                "mmseq fit or a folder written by mmseq export"
             )
         self.source = path
         self.model = apply_compute_type(self.model.to(device), compute_type).eval()
