@@ -20,6 +20,7 @@ _EXPORTS = {
     "TranscribeOptions": "mmseq.transcription",
     "transcribe": "mmseq.transcription",
     "TextGenerator": "mmseq.text.generator",
+    "load": "mmseq.loading",
 }
 
 

@@ -30,7 +30,7 @@ from mmseq.encoders.audio_features import (
     ForwardReader,
     WindowedLogMel,
 )
-from mmseq.precision import Int8WeightLinear
+from mmseq.precision import Int8WeightLinear, apply_compute_type
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
 from mmseq.whisper.decoding import (
     DecodingOptions,
@@ -218,7 +218,9 @@ class Transcriber:
         compute_type: str = "float32",
         compile: bool = False,
     ) -> None:
-        if isinstance(model, Whisper):
+        if isinstance(model, Whisper):  # a fine-tuned .ckpt's, say: converted here
+            if compute_type != "float32":
+                apply_compute_type(model.model.to(device), compute_type)
             self.whisper = model
         else:
             self.whisper = load_whisper(model, device, compute_type)

@@ -28,6 +28,7 @@ RANKS = {
     "mmseq.explain": 6,
     "mmseq.text": 5,  # importers, as mmseq.whisper
     "mmseq.writers": 7,
+    "mmseq.loading": 7,
     "mmseq.cli": 8,
     "mmseq.cli_text": 8,
     "mmseq.demo": 8,

@@ -131,6 +131,15 @@ def test_compiled_decoding_gives_the_eager_text(marian: Path, tmp_path: Path, ca
     assert "compile: not with compute_type int8" in capsys.readouterr().err
 
 
+def test_mmseq_load_gives_a_text_generator(marian: Path) -> None:
+    import mmseq
+
+    loaded = mmseq.load(marian)
+    assert isinstance(loaded, TextGenerator)
+    texts = gettext_strings(4, seed=2)
+    assert loaded.generate(texts) == TextGenerator(marian).generate(texts)
+
+
 def test_translate_cli_keeps_lines_and_order(marian: Path, tmp_path: Path, capsys) -> None:
     lines = ["Open file", "", "Save the current document as a new file", "   ", "Quit"]
     src = tmp_path / "in.txt"

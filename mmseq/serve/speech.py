@@ -20,6 +20,7 @@ import numpy as np
 
 from mmseq.data.audio import AudioStream
 from mmseq.encoders.audio_features import SAMPLE_RATE
+from mmseq.loading import load_as
 from mmseq.serve.workers import Queued, QueuedWorker, settle
 from mmseq.transcription import LiveBatch, TranscribeOptions, Transcriber, Transcript
 
@@ -47,7 +48,10 @@ class SpeechModel:
 
     @classmethod
     def load(cls, model: str, device: str = "cpu", compute_type: str = "float32") -> SpeechModel:
-        return cls(Transcriber(model, device=device, compute_type=compute_type), model_id(model))
+        transcriber = load_as(
+            Transcriber, model, "--model", device=device, compute_type=compute_type
+        )  # a Whisper name or checkpoint, or a fine-tuned Whisper .ckpt / mmseq folder
+        return cls(transcriber, model_id(model))
 
     @property
     def multilingual(self) -> bool:

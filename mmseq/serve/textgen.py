@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mmseq.loading import load_as
 from mmseq.serve.speech import model_id
 
 
@@ -29,7 +30,10 @@ class TextModel:
     def load(cls, model: str, device: str = "cpu", compute_type: str = "float32") -> TextModel:
         from mmseq.text.generator import TextGenerator
 
-        return cls(TextGenerator(model, device=device, compute_type=compute_type), model_id(model))
+        generator = load_as(
+            TextGenerator, model, "--text-model", device=device, compute_type=compute_type
+        )
+        return cls(generator, model_id(model))
 
     def warmup(self) -> None:
         self.generator.results(["warm up"], max_new_tokens=2)
@@ -68,7 +72,7 @@ class CaptionModel:
     def load(cls, model: str, device: str = "cpu") -> CaptionModel:
         from mmseq.inference import Captioner
 
-        return cls(Captioner(model, device=device), model_id(model))
+        return cls(load_as(Captioner, model, "--caption-model", device=device), model_id(model))
 
     def warmup(self) -> None:
         pass  # a caption needs an image file; the first request pays for the first call

@@ -50,7 +50,8 @@ class Seq2SeqModule(pl.LightningModule):
         `whisper` for tiny.en's, or a Hugging Face model folder (its own tokenizer).
     pretrained: start from these weights: `tiny.en`, a Whisper checkpoint path, a `.ckpt`
         written by `mmseq fit`, or a Hugging Face T5 / BART / MarianMT / Pegasus folder (then
-        give the same folder as `tokenizer`; `mmseq export --format hf` writes the result back as one).
+        give the same folder as `tokenizer`; `mmseq export --format hf` writes the result back
+        as one).
     freeze: parameter-name prefixes to keep fixed, e.g. `encoders.audio`.
     spec_augment: time/frequency masks on training log-mels (audio batches only).
     num_beams, max_new_tokens, no_repeat_ngram_size: decoding in validation, test and predict
