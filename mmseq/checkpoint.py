@@ -26,7 +26,7 @@ from mmseq.data.hf_tokenizer import HFTextTokenizer
 from mmseq.data.tokenizer import PretrainedTextTokenizer, TextTokenizer, WhisperTextTokenizer
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.serialization import load_plain, read_json, write_text_atomic
+from mmseq.serialization import load_plain, read_json, sync_folder, write_text_atomic
 
 FORMAT_VERSION = 1
 MODEL_PREFIX = "model."  # the LightningModule holds the EncoderDecoder as `.model`
@@ -180,9 +180,12 @@ def save_folder(trained: TrainedModel, out: str | os.PathLike) -> Path:
         write_text_atomic(staging / "config.json", json.dumps(config, indent=2) + "\n")
         write_text_atomic(staging / "tokenizer.json", tokenizer)
         save_model(trained.model, str(staging / "model.safetensors"))  # tied weights: once
+        with open(staging / "model.safetensors", "rb") as weights:
+            os.fsync(weights.fileno())
         if out.exists():
             out.rmdir()
         staging.rename(out)
+        sync_folder(out.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

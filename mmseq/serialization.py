@@ -43,15 +43,34 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`, so
-    that a reader never sees half a file and an interrupted run leaves the old one."""
+    """Write `text` to `path` through a temporary file in the same folder, flushed to disk
+    (fsync) and renamed into place (`os.replace`, then the folder fsync'ed), so that a reader
+    never sees half a file and a crash, even of the machine, leaves the old one or the new."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+        sync_folder(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename into it survives a crash (a no-op where folders
+    cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
