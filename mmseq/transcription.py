@@ -400,8 +400,11 @@ class Transcriber:
         active: list[_File],
         options: TranscribeOptions,
         progress: Callable[[float], None] | None,
-    ) -> None:
-        """Encode the current window of every active file, then decode by shared prompt."""
+    ) -> Iterator[None]:
+        """Encode the current window of every active file, then decode by shared prompt,
+        yielding after each prompt group. The group whose files have the least audio left
+        goes first, so that a short file that just joined is done without waiting for the
+        windows of long ones (the order of the groups changes no token)."""
         sizes = [s.window_frames for s in active]
         mels = torch.stack([s.mel.window(s.seek, n) for s, n in zip(active, sizes, strict=True)])
         states = self._encode(mels.to(self.whisper.device))
@@ -412,7 +415,11 @@ class Transcriber:
         for i, state in enumerate(active):
             groups.setdefault((state.language, state.prompt), []).append(i)
         decoding = options.decoding()
-        for (language, prompt), rows in groups.items():
+
+        def audio_left(rows: list[int]) -> int:
+            return min(active[i].mel.content_frames - active[i].seek for i in rows)
+
+        for (language, prompt), rows in sorted(groups.items(), key=lambda g: audio_left(g[1])):
             results = decode_windows(
                 self.whisper, states[rows], prompt, replace(decoding, language=language)
             )
@@ -423,6 +430,7 @@ class Transcriber:
                 if progress:
                     done = min(active[i].seek, active[i].mel.content_frames) - before
                     progress(done / FRAMES_PER_SECOND)
+            yield
 
     def _detect_language(self, files: list[_File], states: torch.Tensor) -> None:
         """Set each file's language from its first window's encoder states [B, S, D], or
@@ -585,13 +593,16 @@ class LiveBatch:
 
     def step(self) -> list[tuple[Hashable, Transcript]]:
         """One window of every input in flight; the (key, transcript) of those now done."""
-        if not self._files:
-            return []
-        self.transcriber._round(list(self._files.values()), self.options, self.progress)
-        done = [(key, state.transcript) for key, state in self._files.items() if state.done]
-        for key, _ in done:
-            del self._files[key]
-        return done
+        return list(self.iter_step())
+
+    def iter_step(self) -> Iterator[tuple[Hashable, Transcript]]:
+        """As `step`, yielding each input as soon as it is done: the windows that share a
+        prompt are decoded together, group after group, short inputs' groups first."""
+        for _ in self.transcriber._round(list(self._files.values()), self.options, self.progress):
+            done = [(key, state.transcript) for key, state in self._files.items() if state.done]
+            for key, transcript in done:
+                del self._files[key]
+                yield key, transcript
 
 
 @dataclass

@@ -308,7 +308,7 @@ class _BlockingSpeech(SpeechModel):
 
     def live(self, options):  # noqa: ANN001, ANN201
         live = super().live(options)
-        step = live.step
+        step = live.iter_step
 
         def held():  # noqa: ANN202
             self.entered.set()
@@ -316,9 +316,9 @@ class _BlockingSpeech(SpeechModel):
             self.steps += 1
             if self.fail:
                 raise RuntimeError("decoder broke")
-            return step()
+            yield from step()
 
-        live.step = held
+        live.iter_step = held
         return live
 
 

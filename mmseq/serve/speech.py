@@ -151,18 +151,19 @@ class SpeechWorker(QueuedWorker):
             settle(item.future, _checked(done))
 
     def _step(self, live: LiveBatch, owners: dict) -> None:
+        """A window of every request of `live`; each answered as soon as its prompt group is
+        decoded (short requests' groups first)."""
         started = time.perf_counter()
         size = len(live)
         try:
-            finished = live.step()
+            for key, transcript in live.iter_step():
+                settle(owners.pop(key).future, _checked(transcript))
         except Exception as err:  # noqa: BLE001 - the requests of this group fail
             for key in [k for k in owners if k in live]:
                 live.drop(key)
                 settle(owners.pop(key).future, err)
             return
         self._timed(size, started)
-        for key, transcript in finished:
-            settle(owners.pop(key).future, _checked(transcript))
 
     def _drop_abandoned(self, groups: dict, owners: dict) -> None:
         """Requests whose client left (Future cancelled) or whose deadline passed."""
