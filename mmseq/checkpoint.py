@@ -26,7 +26,13 @@ from mmseq.data.hf_tokenizer import HFTextTokenizer
 from mmseq.data.tokenizer import PretrainedTextTokenizer, TextTokenizer, WhisperTextTokenizer
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.serialization import load_plain, read_json, sync_folder, write_text_atomic
+from mmseq.serialization import (
+    load_plain,
+    read_json,
+    sync_folder,
+    usual_permissions,
+    write_text_atomic,
+)
 
 FORMAT_VERSION = 1
 MODEL_PREFIX = "model."  # the LightningModule holds the EncoderDecoder as `.model`
@@ -182,6 +188,8 @@ def save_folder(trained: TrainedModel, out: str | os.PathLike) -> Path:
         save_model(trained.model, str(staging / "model.safetensors"))  # tied weights: once
         with open(staging / "model.safetensors", "rb") as weights:
             os.fsync(weights.fileno())
+        usual_permissions(staging / "model.safetensors")
+        usual_permissions(staging)
         if out.exists():
             out.rmdir()
         staging.rename(out)

@@ -52,13 +52,19 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        usual_permissions(Path(tmp))
         os.replace(tmp, path)
         sync_folder(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def usual_permissions(path: Path) -> None:
+    """mkstemp, mkdtemp (and safetensors) make private files and folders: give `path` what a
+    plain open or mkdir would (0666 or 0777 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def sync_folder(folder: Path) -> None:

@@ -6,6 +6,7 @@ transformers loads with the same logits."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -235,6 +236,10 @@ def test_export_formats(tmp_path: Path, capsys) -> None:
         "tokenizer.json",
     ]
     assert json.loads((folder / "config.json").read_text())["mmseq_format"] == 1
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     texts = ["some text", "to train on", ""]
     expected = TextGenerator(path).generate(texts, max_new_tokens=6)
     assert TextGenerator(folder).generate(texts, max_new_tokens=6) == expected
