@@ -65,9 +65,12 @@ def _transcribe(args: argparse.Namespace) -> int:
     if output_dir is not None:
         _check_outputs(files, output_dir)  # before the model loads, not after the work
 
+    from mmseq.checkpoint import is_trained
+    from mmseq.loading import check_device
+
+    check_device(args.device, args.compute_type)  # before the model loads
     started = time.perf_counter()
     model = args.model
-    from mmseq.checkpoint import is_trained
 
     if is_trained(model):  # a .ckpt or an mmseq folder written by `mmseq export`
         from mmseq.checkpoint import load_trained
@@ -258,10 +261,12 @@ def _caption(args: argparse.Namespace) -> int:
     import json
 
     from mmseq.inference import Captioner
+    from mmseq.loading import check_device
 
     files = expand_inputs(args.images, IMAGE_SUFFIXES)
     if not files:
         raise ValueError("no images to caption")
+    check_device(args.device)
     max_pixels = None if args.max_pixels == 0 else args.max_pixels
     captioner = Captioner(
         args.model,

@@ -78,14 +78,10 @@ def documents(files: Iterable[str], split: str) -> list[Document]:
 
 
 def _generator(args: argparse.Namespace, task: str | None = None):  # noqa: ANN202
-    import torch
-
+    from mmseq.loading import check_device
     from mmseq.text.generator import TextGenerator
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: no CUDA GPU is available here; use cpu")
-    if args.compute_type == "float16" and not args.device.startswith("cuda"):
-        raise ValueError("--compute-type float16 needs a GPU; on the CPU use bfloat16 or int8")
+    check_device(args.device, args.compute_type)
     generator = TextGenerator(
         args.model,
         device=args.device,

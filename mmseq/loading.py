@@ -31,6 +31,7 @@ def load(
     """The Transcriber, ChunkTranscriber, Captioner or TextGenerator for `model` (see above)."""
     from mmseq.checkpoint import is_trained
 
+    check_device(device, compute_type)
     path = Path(model)
     if is_trained(path):
         return _load_trained(path, device, compute_type, compile)
@@ -48,6 +49,20 @@ def load(
     from mmseq.transcription import Transcriber
 
     return Transcriber(model, device=device, compute_type=compute_type, compile=compile)
+
+
+def check_device(device: str, compute_type: str = "float32") -> None:
+    """Refuse, before any model loads, a device this machine lacks and float16 on the CPU
+    (emulated: many times slower than float32; bfloat16 or int8 are the CPU's fast types)."""
+    import torch
+
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here; use cpu")
+    if compute_type == "float16" and not str(device).startswith("cuda"):
+        raise ValueError(
+            f"--compute-type float16 needs a GPU (--device {device}); on the CPU use bfloat16 "
+            "(fast with AVX-512 BF16 or AMX) or int8"
+        )
 
 
 def load_as(expected: type, model: str | os.PathLike, role: str, **options: Any) -> Any:

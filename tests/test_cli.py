@@ -212,3 +212,30 @@ def test_package_transcribe_stays_the_function() -> None:
 
     assert transcribe is mmseq.transcribe is mmseq.transcription.transcribe
     assert callable(transcribe)
+
+
+COMMANDS = {
+    "transcribe": [str(CLIPS / GOOD[0])],
+    "caption": ["--model", "some.ckpt", "picture.png"],
+    "translate": ["--model", "some-folder", str(CLIPS / "transcripts.tsv")],
+    "serve": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_gpu_this_machine_lacks_is_a_usage_error(command: str, capsys) -> None:  # noqa: ANN001
+    """`--device cuda` without a GPU, and float16 on the CPU, are refused with one line before
+    any model loads (they were a 36-line traceback, and silently slow)."""
+    import torch
+
+    from mmseq.cli import main
+
+    if torch.cuda.is_available():  # the refusal is about machines without one
+        pytest.skip("this machine has a CUDA GPU")
+    assert main([command, "--device", "cuda", *COMMANDS[command]]) == 2
+    err = capsys.readouterr().err
+    assert "mmseq: error: --device cuda: no CUDA GPU is available here; use cpu" in err
+    assert "Traceback" not in err
+    if command != "caption":  # captioners run in float32
+        assert main([command, "--compute-type", "float16", *COMMANDS[command]]) == 2
+        assert "--compute-type float16 needs a GPU" in capsys.readouterr().err

@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from mmseq.loading import check_device
         from mmseq.serve.app import create_app
 
         draining_server = _server_class()
@@ -81,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(
             f"mmseq serve needs the serve extra ({err.name} is missing): pip install 'mmseq[serve]'"
         ) from None
+    check_device(args.device, args.compute_type)  # before the server starts
     config = ServeConfig(
         model=args.model,
         caption_model=args.caption_model,
