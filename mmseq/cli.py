@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from mmseq import __version__
 from mmseq.config import COMPUTE_TYPES
@@ -455,13 +456,22 @@ def _seconds_list(text: str) -> tuple[float, ...]:
         ) from None
 
 
+class NoAbbrevParser(argparse.ArgumentParser):
+    """argparse without prefix matching, for the parser and (as their class) every
+    subcommand's: `--word` is a typo, not `--word-timestamps`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = NoAbbrevParser(
         prog="mmseq",
         description="Multimodal sequence-to-sequence models: speech, images and text to text.",
     )
     parser.add_argument("--version", action="version", version=f"mmseq {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = NoAbbrevParser(add_help=False)
     common.add_argument(
         "-q",
         "--quiet",

@@ -239,3 +239,23 @@ def test_a_gpu_this_machine_lacks_is_a_usage_error(command: str, capsys) -> None
     if command != "caption":  # captioners run in float32
         assert main([command, "--compute-type", "float16", *COMMANDS[command]]) == 2
         assert "--compute-type float16 needs a GPU" in capsys.readouterr().err
+
+
+def test_no_option_is_taken_by_its_prefix(capsys) -> None:  # noqa: ANN001
+    """A prefix of an option is a typo, not the option: `--word` (of --word-timestamps) and,
+    in LightningCLI's commands, `--trainer.max_epoch` (of max_epochs) were both accepted."""
+    from mmseq.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["transcribe", "--word", str(CLIPS / GOOD[0])])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --word" in capsys.readouterr().err
+    config = str(Path(__file__).resolve().parents[1] / "configs" / "caption_shapes.yaml")
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", config, "--trainer.max_epoch", "3", "--print_config"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --trainer.max_epoch" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # the full name still works
+        main(["fit", "--config", config, "--trainer.max_epochs", "3", "--print_config"])
+    assert exit_.value.code == 0
+    assert "max_epochs: 3" in capsys.readouterr().out

@@ -99,4 +99,10 @@ def run(argv: Sequence[str]) -> MMSeqCLI:
         # from the console, LightningCLI reads sys.argv itself (and warns if given it twice)
         args=None if list(argv) == sys.argv[1:] else list(argv),
         auto_configure_optimizers=False,
+        # no prefix matching: `--trainer.max_epoch 3` is a typo, not `max_epochs`
+        parser_kwargs={"allow_abbrev": False}
+        | {name: {"allow_abbrev": False} for name in SUBCOMMANDS},
     )
+
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
