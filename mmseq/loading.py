@@ -103,7 +103,7 @@ def _load_trained(path: Path, device: str, compute_type: str, compile: bool) -> 
         return Captioner(trained, device=device)
     from mmseq.text.generator import TextGenerator
 
-    return TextGenerator(path, device=device, compute_type=compute_type, compile=compile)
+    return TextGenerator(trained, device=device, compute_type=compute_type, compile=compile)
 
 
 def _refuse(path: Path, what: str, compute_type: str, compile: bool) -> None:

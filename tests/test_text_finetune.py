@@ -199,6 +199,7 @@ def test_export_formats(tmp_path: Path, capsys) -> None:
     (the default) writes any checkpoint as config.json + tokenizer.json + model.safetensors,
     which `translate` and `TextGenerator` read with the checkpoint's outputs."""
     from mmseq.errors import CheckpointError
+    from mmseq.loading import load
     from mmseq.model import EncoderDecoder, ModelConfig
     from mmseq.text.generator import TextGenerator
 
@@ -243,6 +244,9 @@ def test_export_formats(tmp_path: Path, capsys) -> None:
     texts = ["some text", "to train on", ""]
     expected = TextGenerator(path).generate(texts, max_new_tokens=6)
     assert TextGenerator(folder).generate(texts, max_new_tokens=6) == expected
+    loaded = load(folder)  # one read of the folder, handed to TextGenerator
+    assert isinstance(loaded, TextGenerator)
+    assert loaded.generate(texts, max_new_tokens=6) == expected
     assert any(expected)
     ours, theirs = load_trained(folder).model.state_dict(), model.state_dict()
     assert ours.keys() == theirs.keys()

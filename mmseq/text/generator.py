@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from mmseq.checkpoint import is_mmseq_folder
+from mmseq.checkpoint import TrainedModel, is_mmseq_folder, load_trained
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, decode
 from mmseq.model import EncoderDecoder
@@ -60,7 +60,7 @@ class TextGenerator:
 
     def __init__(
         self,
-        model: str | os.PathLike,
+        model: str | os.PathLike | TrainedModel,
         device: str | torch.device = "cpu",
         compute_type: str = "float32",
         source_lang: str | None = None,
@@ -70,11 +70,13 @@ class TextGenerator:
     ) -> None:
         if compile and compute_type == "int8":
             raise ValueError("compile: not with compute_type int8; use float32 or bfloat16")
-        path = Path(model)
-        if path.is_dir() and not is_mmseq_folder(path):
+        if isinstance(model, TrainedModel):  # loaded already (mmseq.load)
+            self._use_trained(model)
+            path = model.source
+        elif (path := Path(model)).is_dir() and not is_mmseq_folder(path):
             self._load_hf(path)
         elif path.exists():
-            self._load_trained(path)
+            self._use_trained(load_trained(path))
         else:
             raise CheckpointError(
                 f"{path}: no such model: expected a Hugging Face folder (config.json, "
@@ -113,13 +115,10 @@ class TextGenerator:
         self.pad_id = self.hf_generation.get("pad_token_id", tok.pad_id)
         self._token_id = _vocab_lookup(tok)
 
-    def _load_trained(self, path: Path) -> None:
-        from mmseq.checkpoint import load_trained
-
-        trained = load_trained(path)
+    def _use_trained(self, trained: TrainedModel) -> None:
         if trained.model.config.text is None:
             raise CheckpointError(
-                f"{path}: this model has no text encoder (it has {trained.modalities})"
+                f"{trained.source}: this model has no text encoder (it has {trained.modalities})"
             )
         self.imported = None
         self.model = trained.model
