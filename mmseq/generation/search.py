@@ -141,8 +141,7 @@ def _sample_or_greedy(
     running = torch.arange(rows, device=device)  # the rows still in the cache, in its order
     new = tokens
     for _ in range(config.max_new_tokens):
-        whole = running.shape[0] == rows
-        logits = step(new, tokens if whole else tokens[running])
+        logits = step(new, tokens[running])
         if config.do_sample:
             probs = sampling_distribution(logits, config)
             next_tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
@@ -153,9 +152,8 @@ def _sample_or_greedy(
         sum_logprobs[running] += logprobs.masked_fill(ended, 0.0)
         lengths[running] += (~ended).long()
         next_tokens = next_tokens.masked_fill(ended, pad)
-        column = next_tokens if whole else torch.full_like(finished, pad, dtype=torch.long)
-        if not whole:
-            column[running] = next_tokens
+        column = torch.full_like(finished, pad, dtype=torch.long)  # rows gone: padding
+        column[running] = next_tokens
         tokens = torch.cat([tokens, column[:, None]], dim=1)
         if eos is not None:
             finished[running] |= next_tokens == eos
