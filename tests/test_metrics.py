@@ -152,7 +152,8 @@ def test_word_accuracy_is_one_minus_wer() -> None:
     # "four one seven" read as "four seven seven two": 1 substitution, 1 insertion in 3 words
     assert word_accuracy(["four seven seven two"], ["four one seven"]) == pytest.approx(1 / 3)
     assert word_accuracy(["one", "two three"], ["one", "two three"]) == 1.0
-    assert word_accuracy(["a b c d"], ["a"]) == pytest.approx(-2.0)  # insertions count
+    assert word_accuracy(["a b c d e"], ["a b c"]) == pytest.approx(1 / 3)  # insertions count
+    assert word_accuracy(["a b c d"], ["a"]) == 0.0  # 1 - WER = -2, floored
 
 
 def test_exact_match() -> None:

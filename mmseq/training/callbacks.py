@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
@@ -30,3 +36,44 @@ class ModelCheckpoint(LightningModelCheckpoint):
         # and in fast_dev_run
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class EarlyStopping(LightningEarlyStopping):
+    """Lightning's EarlyStopping, checked after each validation only.
+
+    Lightning checks at the end of each training epoch when validation runs once per epoch,
+    and fails there if the monitored validation metric does not exist yet: a run stopped
+    before its first validation (`--trainer.max_steps 2`) ended in a traceback. A metric that
+    is missing after a validation is still an error (a typo in `monitor`)."""
+
+    def __init__(self, *args: Any, check_on_train_epoch_end: bool | None = False, **kwargs: Any):
+        super().__init__(*args, check_on_train_epoch_end=check_on_train_epoch_end, **kwargs)
+
+
+class ModelSummary(LightningModelSummary):
+    """Lightning's model summary without its FLOPs column and total when they are all zero
+    (Lightning counts FLOPs only when the module defines an `example_input_array`)."""
+
+    @staticmethod
+    def summarize(
+        summary_data: list[tuple[str, list[str]]],
+        total_parameters: int,
+        trainable_parameters: int,
+        model_size: float,
+        total_training_modes: dict[str, int],
+        total_flops: int,
+        **summarize_kwargs: Any,
+    ) -> None:
+        if total_flops == 0:
+            summary_data = [column for column in summary_data if column[0] != "FLOPs"]
+        table = _format_summary_table(
+            total_parameters,
+            trainable_parameters,
+            model_size,
+            total_training_modes,
+            total_flops,
+            *summary_data,
+        )
+        if total_flops == 0:
+            table = table.rsplit("\n", 1)[0]  # its last line is "0  Total Flops"
+        rank_zero_info("\n" + table)

@@ -67,9 +67,11 @@ def cer(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 
 def word_accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """1 - WER: (reference words - substitutions - deletions - insertions) / reference words,
-    HTK's word accuracy. Below 0 when predictions insert more words than the references hold."""
-    return 1.0 - wer(predictions, references)
+    """1 - WER floored at 0: (reference words - substitutions - deletions - insertions) /
+    reference words, HTK's word accuracy, except that it stops at 0 where HTK's goes negative
+    (predictions inserting more words than the references hold, as a barely trained model's
+    runaway outputs do): a fraction like the other metrics, 0 = nothing right."""
+    return max(0.0, 1.0 - wer(predictions, references))
 
 
 def bleu4(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:

@@ -10,6 +10,7 @@ predictions.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import statistics
@@ -30,6 +31,7 @@ from mmseq.data.tokenizer import TextTokenizer, load_tokenizer
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, generate
 from mmseq.model import EncoderDecoder, ModelConfig
+from mmseq.training.architecture import NO_OVERRIDES, ModelOverrides, set_fields
 from mmseq.training.metrics import lead_baseline, metric_signatures, text_metrics
 from mmseq.training.optim import OptimizerConfig, build_optimizer, build_scheduler
 from mmseq.training.rng import rng_states, set_rng_states
@@ -42,10 +44,11 @@ METRIC_TASK = {"audio": "speech", "image": "caption", "text": "text"}  # modalit
 
 class Seq2SeqModule(pl.LightningModule):
     """Args:
-    model: a model YAML path (configs/models/*.yaml) or the config as a dict. Left out when
-        `pretrained` gives the architecture (then `model` fields override it, e.g.
-        `audio.pad_to_30s`). `decoder.vocab_size` (and `text.vocab_size`) default to the
-        tokenizer's.
+    model: the architecture fields to set (ModelConfig's: `decoder`, `audio`, `image`, `text`,
+        `share_embeddings`); unset ones keep their defaults. From Python also a dict of them or
+        a model YAML path (configs/models/*.yaml). Left out when `pretrained` gives the
+        architecture (then `model` fields override it, e.g. `audio.pad_to_30s`).
+        `decoder.vocab_size` (and `text.vocab_size`) default to the tokenizer's.
     tokenizer: a tokenizer.json (`mmseq tokenizer train` or `mmseq data make-demo` write one),
         `whisper` for tiny.en's, or a Hugging Face model folder (its own tokenizer).
     pretrained: start from these weights: `tiny.en`, a Whisper checkpoint path, a `.ckpt`
@@ -64,7 +67,7 @@ class Seq2SeqModule(pl.LightningModule):
     def __init__(
         self,
         tokenizer: str,
-        model: str | dict | None = None,
+        model: ModelOverrides = NO_OVERRIDES,
         pretrained: str | None = None,
         optimizer: OptimizerConfig | None = None,
         label_smoothing: float = 0.1,
@@ -76,6 +79,7 @@ class Seq2SeqModule(pl.LightningModule):
         log_examples: int = 6,
     ) -> None:
         super().__init__()
+        model = _set_fields(model)
         # Plain values only (dataclasses as dicts): checkpoints stay loadable with weights_only.
         self.save_hyperparameters(
             {
@@ -398,6 +402,14 @@ def _lead_baseline(documents: list[str], references: list[list[str]]) -> dict[st
     n_words = max(1, int(statistics.median(len(refs[0].split()) for refs in references)))
     lead = text_metrics(lead_baseline(documents, n_words), references, "summarization")
     return {f"lead_{metric}": value for metric, value in lead.items()}
+
+
+def _set_fields(model: Any) -> str | dict | None:
+    """`model` as the module keeps it (plain values, for the hyperparameters): a YAML path, a
+    dict of the fields set, or None when it sets none."""
+    if dataclasses.is_dataclass(model):
+        return set_fields(model) or None
+    return model
 
 
 def _size(batches: dict[str, Batch]) -> int:
