@@ -20,6 +20,9 @@ import yaml
 # torch, so that command-line parsers list them without importing it.
 ComputeType = Literal["float32", "bfloat16", "float16", "int8"]
 COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
+# The Whisper model loaded when none is named: embedded (mmseq.whisper.embedded), here so that
+# the CLI's parsers name it without importing torch.
+DEFAULT_WHISPER = "tiny.en"
 
 T = TypeVar("T")
 

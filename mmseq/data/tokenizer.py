@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from mmseq.whisper.loading import embedded_model_dir
+from mmseq.whisper.embedded import embedded_model_dir
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
@@ -285,7 +285,7 @@ def load_tokenizer(spec: str | os.PathLike) -> TextTokenizer:
     """A `tokenizer.json` path (BPE, unigram or Whisper's), `whisper` for tiny.en's tokenizer,
     or a Hugging Face T5 / BART / Marian / Pegasus folder (`HFTextTokenizer`)."""
     if str(spec) in ("whisper", "whisper:tiny.en"):
-        return WhisperTextTokenizer.from_file(embedded_model_dir() / "tokenizer.json")
+        return WhisperTextTokenizer.from_file(embedded_model_dir("tiny.en") / "tokenizer.json")
     if Path(spec).is_dir():
         from mmseq.data.hf_tokenizer import HFTextTokenizer
 

