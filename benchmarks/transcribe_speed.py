@@ -90,7 +90,7 @@ def mmseq_engine(transcriber: Transcriber) -> Engine:
             condition_on_previous_text=False,
             max_new_tokens=MAX_NEW_TOKENS,
         )
-        return [t.text for t in transcriber.transcribe(audios, options)]
+        return [t.text for t in transcriber.transcribe(audios, options=options)]
 
     return run
 
@@ -208,7 +208,7 @@ def main() -> None:
     audios, references = load_clips(args.repeat)
     audio_s = sum(len(a) for a in audios) / SAMPLE_RATE
 
-    transcriber = Transcriber()
+    transcriber = Transcriber(device="cpu")  # the peers run on the CPU
     checkpoint = load_whisper_checkpoint(embedded_model_dir())
     engines = {
         "mmseq": mmseq_engine(transcriber),

@@ -279,7 +279,7 @@ def prepare_peers(folder: Path) -> Peers:
     ct2_dir = embedded_model_dir()
     openai_pt = folder / "tiny.en.pt"
     save_openai_pt(load_whisper_checkpoint(ct2_dir), openai_pt)
-    whisper = Transcriber().whisper
+    whisper = Transcriber(device="cpu").whisper
     tok = whisper.tokenizer
     return Peers(
         openai_pt,
@@ -301,7 +301,7 @@ def mmseq_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
 
     torch_threads(threads)
 
-    transcriber = Transcriber(compute_type=run.compute_type)
+    transcriber = Transcriber(device="cpu", compute_type=run.compute_type)  # as the peers
     options = TranscribeOptions(
         temperatures=(0.0,),
         best_of=1,
@@ -310,7 +310,7 @@ def mmseq_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
         vad=run.path.startswith("vad"),
         batch_size=run.batch,
     )
-    return lambda audios: [t.text for t in transcriber.transcribe(audios, options)]
+    return lambda audios: [t.text for t in transcriber.transcribe(audios, options=options)]
 
 
 def hf_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
@@ -570,7 +570,7 @@ def memory_probe(file: Path, path: str, threads: int) -> dict[str, float]:
     from mmseq.transcription import TranscribeOptions, Transcriber
 
     torch.set_num_threads(threads)
-    transcriber = Transcriber()
+    transcriber = Transcriber(device="cpu")
     options = TranscribeOptions(
         temperatures=(0.0,), best_of=1, condition_on_previous_text=False, vad=path == "vad"
     )
@@ -578,9 +578,7 @@ def memory_probe(file: Path, path: str, threads: int) -> dict[str, float]:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: peak of what follows only
     before = proc_status_mb("VmRSS")
     started = time.perf_counter()
-    (transcript,) = transcriber.transcribe([file], options)
-    if transcript.error:
-        raise RuntimeError(transcript.error)
+    transcript = transcriber.transcribe(file, options=options)  # raises if unreadable
     peak = peak_rss_mb()
     return {
         "audio_s": sf.info(str(file)).duration,

@@ -18,9 +18,14 @@ _EXPORTS = {
     "load_whisper": "mmseq.whisper",
     "Transcriber": "mmseq.transcription",
     "TranscribeOptions": "mmseq.transcription",
+    "Transcript": "mmseq.transcription",
     "transcribe": "mmseq.transcription",
+    "Captioner": "mmseq.inference",
     "TextGenerator": "mmseq.text.generator",
     "load": "mmseq.loading",
+    # what the API raises, to catch by name
+    "AudioLoadError": "mmseq.data.audio",
+    "CheckpointError": "mmseq.errors",
 }
 
 
@@ -30,6 +35,12 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'mmseq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazy names are not in the module's namespace until used: list them for dir() and tab
+    # completion, without the typing and __future__ imports that are
+    return [*__all__, "__version__"]
 
 
 __all__ = sorted(_EXPORTS)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from mmseq import __version__
-from mmseq.config import COMPUTE_TYPES
+from mmseq.config import COMPUTE_TYPES, DEFAULT_WHISPER
 
 log = logging.getLogger("mmseq")
 
@@ -25,10 +26,15 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".ai
 
 
 def expand_inputs(paths: Sequence[str], suffixes: set[str] = AUDIO_SUFFIXES) -> list[str]:
-    """Files as given; directories replaced by the files below them with `suffixes`, sorted."""
+    """Files as given; directories replaced by the files below them with `suffixes`, sorted.
+
+    ValueError naming the first path that does not exist: checked here, before any model
+    loads, so that a typo costs no loading time."""
     files: list[str] = []
     for name in paths:
         path = Path(name)
+        if not path.exists():
+            raise ValueError(f"{name}: no such file or directory")
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
             if not found:
@@ -49,12 +55,13 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise ValueError("no audio files to transcribe")
     if args.explain:
         _check_explain_dir(args.explain)  # before the model loads
+    _refuse_openai_only(args)
     try:
         options, subtitles = _transcribe_options(args)
     except ValueError as err:  # name the flags, not the Python fields
         raise ValueError(_as_flags(str(err))) from None
-    if args.threads is not None:
-        if args.threads < 1:
+    if args.threads:  # 0 or absent: PyTorch's default, as openai-whisper's --threads 0
+        if args.threads < 0:
             raise ValueError(f"--threads: expected a positive number, got {args.threads}")
         import torch
 
@@ -69,7 +76,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     from mmseq.checkpoint import is_trained
     from mmseq.loading import check_device
 
-    check_device(args.device, args.compute_type)  # before the model loads
+    args.compute_type = _fp16_compute_type(args)
+    # before the model loads; "auto" becomes the device it picked
+    args.device = check_device(args.device, args.compute_type)
     started = time.perf_counter()
     model = args.model
 
@@ -85,6 +94,11 @@ def _transcribe(args: argparse.Namespace) -> int:
         model, device=args.device, compute_type=args.compute_type, compile=args.compile
     )
     log.info("loaded %s in %.1f s", transcriber.whisper.source, time.perf_counter() - started)
+    # --verbose lines are the results on a terminal; in a pipe they are progress, on stderr,
+    # and stdout gets the transcripts as without --verbose
+    shown = args.verbose and sys.stdout.isatty()
+    if args.verbose:
+        transcriber = VerboseTranscriber(transcriber, sys.stdout if shown else sys.stderr)
     figures = None
     if args.explain:
         from mmseq.explain import explain_transcript, explanation_paths
@@ -94,7 +108,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     failed, audio_seconds = 0, 0.0
     with _progress(files, args.quiet) as advance:
-        for result in transcriber.iter_transcribe(files, options, progress=advance):
+        for result in transcriber.iter_transcribe(files, options=options, progress=advance):
             figure = None if figures is None else next(figures)
             if result.error:
                 failed += 1
@@ -104,9 +118,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             if args.language is None and transcriber.whisper.tokenizer.is_multilingual:
                 log.info("%s: detected language %s", result.source, result.language)
             line = result.text if len(files) == 1 else f"{result.source}\t{result.text}"
-            print(line, flush=True)
+            if not shown:
+                print(line, flush=True)
             if output_dir is not None:
-                write_transcript(result, output_dir, formats, subtitles)
+                for path in write_transcript(result, output_dir, formats, subtitles):
+                    if not args.output_dir:  # files in the working folder: say which
+                        log.info("wrote %s", os.path.join(".", path))
             if figure is not None:
                 explain_transcript(result).save(figure)
     wall = time.perf_counter() - started
@@ -124,11 +141,17 @@ def _transcribe_options(args: argparse.Namespace):  # noqa: ANN202 - two option 
     from mmseq.transcription import TranscribeOptions
     from mmseq.writers import SubtitleOptions
 
+    if args.vad_parameters is not None and not args.vad:
+        raise ValueError("--vad-parameters: they tune --vad; add --vad")
+    vad_options = {} if args.vad_parameters is None else {"vad_options": args.vad_parameters}
     options = _from_args(
         TranscribeOptions,
         args,
-        temperatures=tuple(args.temperature),
+        temperatures=fallback_temperatures(
+            args.temperature, args.temperature_increment_on_fallback
+        ),
         keep_alignments=bool(args.explain),  # the transcripts stay as asked
+        **vad_options,
     )
     subtitles = _from_args(SubtitleOptions, args)
     if subtitles != SubtitleOptions() and not args.word_timestamps:
@@ -145,8 +168,119 @@ def _from_args(cls: type, args: argparse.Namespace, **overrides: object):  # noq
     return cls(**(given | overrides))
 
 
+def fallback_temperatures(first: float, increment: float | None) -> tuple[float, ...]:
+    """openai-whisper's schedule: `first`, then `increment` hotter up to 1.0 (none: `first`
+    only). Rounded, so that the defaults (0, 0.2) give TranscribeOptions' own (0, 0.2, ...,
+    1.0) exactly, not numpy.arange's 0.6000000000000001."""
+    if increment is None or first >= 1.0:
+        return (first,)
+    if increment <= 0:
+        raise ValueError(
+            f"--temperature-increment-on-fallback: expected a number > 0 or 'none', got {increment}"
+        )
+    steps = math.floor((1.0 - first) / increment + 1e-6)
+    return tuple(round(first + i * increment, 6) for i in range(steps + 1))
+
+
+# openai-whisper's defaults, which `mmseq transcribe` equals
+DEFAULT_TEMPERATURE, DEFAULT_TEMPERATURE_INCREMENT = 0.0, 0.2
+
+
+class VerboseTranscriber:
+    """A Transcriber whose iter_transcribe also prints each segment as its window is decided,
+    as `[00:00.000 --> 00:04.000] text` (openai-whisper's --verbose lines); files go one at a
+    time, as in openai-whisper, so that their lines do not interleave. With vad the chunks of
+    a file are decoded together and put back on the recording at its end: its lines come then.
+    """
+
+    def __init__(self, transcriber: Any, stream: Any) -> None:  # noqa: ANN401
+        self.transcriber, self.stream = transcriber, stream
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - .whisper and the rest
+        return getattr(self.transcriber, name)
+
+    def iter_transcribe(
+        self,
+        inputs: Sequence[str],
+        options: Any = None,  # noqa: ANN401
+        *,
+        progress: Any = None,  # noqa: ANN401
+    ) -> Iterator[Any]:
+        from mmseq.transcription import LiveBatch, TranscribeOptions
+
+        options = options or TranscribeOptions()
+        if options.vad:
+            for transcript in self.transcriber.iter_transcribe(
+                inputs, options=options, progress=progress
+            ):
+                self._show(transcript.segments)
+                yield transcript
+            return
+        for index, item in enumerate(inputs):
+            live = LiveBatch(self.transcriber, options, progress)
+            transcript, shown = live.add(index, item), 0
+            while transcript is None:
+                finished = live.step()
+                current = finished[0][1] if finished else live.transcript(index)
+                self._show(current.segments[shown:])
+                shown = len(current.segments)
+                transcript = current if finished else None
+            yield transcript
+
+    def _show(self, segments: Sequence[Any]) -> None:
+        for segment in segments:
+            line = f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}"
+            print(line, file=self.stream, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    """openai-whisper's verbose timestamps: 64.5 -> '01:04.500'; hours only when there are."""
+    from mmseq.writers import format_timestamp
+
+    text = format_timestamp(seconds, ".")
+    return text[3:] if text.startswith("00:") else text
+
+
+# openai-whisper transcribe options that mmseq lacks -> (its default value, why it is refused
+# otherwise). Their default values are taken, so scripts that spell them out run unchanged.
+OPENAI_ONLY = {
+    "model_dir": (None, "mmseq downloads nothing: give the checkpoint file or folder to --model"),
+    "patience": (None, "mmseq's beam search has no patience (openai-whisper's default, 1.0)"),
+    "length_penalty": (None, "beams are ranked by log-probability / length, its default"),
+    "suppress_tokens": ("-1", "mmseq suppresses openai-whisper's default set, -1"),
+    "prepend_punctuations": ("\"'“¿([{-", "mmseq merges its default set"),
+    "append_punctuations": ("\"'.。,，!！?？:：”)]}、", "mmseq merges its default set"),
+}
+
+
+def _refuse_openai_only(args: argparse.Namespace) -> None:
+    for name, (default, why) in OPENAI_ONLY.items():
+        value = getattr(args, f"openai_{name}", None)  # absent unless given
+        if value is not None and value not in (default, "None"):
+            raise ValueError(f"--{name} {value}: not supported ({why})")
+
+
+def _fp16_compute_type(args: argparse.Namespace) -> str:
+    """openai-whisper's --fp16 (True there by default, so ported scripts often spell it out):
+    True is --compute-type float16 on a GPU, and on the CPU float32 with openai-whisper's
+    warning; False is float32. Either way it must agree with an explicit --compute-type."""
+    if args.fp16 is None:
+        return args.compute_type
+    if args.compute_type != "float32":
+        raise ValueError(f"--fp16 {args.fp16} with --compute-type {args.compute_type}: give one")
+    if not args.fp16:
+        return "float32"
+    import torch
+
+    device = str(args.device)
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return "float16"
+    log.warning("--fp16 True: FP16 is not supported on CPU; using float32 (as openai-whisper)")
+    return "float32"
+
+
 # option fields whose CLI flag is not simply --the-field-name
-_FLAGS = {"temperatures": "--temperature"}
+_FLAGS = {"temperatures": "--temperature", "vad_options": "--vad-parameters"}
 _FLAGGED = (
     "beam_size best_of batch_size max_new_tokens temperatures initial_prompt "
     "carry_initial_prompt word_timestamps hallucination_silence_threshold clip_timestamps "
@@ -199,6 +333,7 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace, opti
     ]
     unfollowed += ["--compute-type"] if args.compute_type != "float32" else []
     unfollowed += ["--compile"] if args.compile else []
+    unfollowed += ["--verbose"] if args.verbose else []  # its lines come from Whisper's windows
     if unfollowed:
         raise ValueError(
             f"{args.model} is a speech model trained from scratch (its own tokenizer, text "
@@ -234,6 +369,8 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace, opti
             out = Path(args.output_dir or ".")
             out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(out / f"{Path(name).stem}.txt", result.text + "\n")
+            if not args.output_dir:  # the working folder: say which file
+                log.info("wrote %s", os.path.join(".", out / f"{Path(name).stem}.txt"))
     return 1 if failed else 0
 
 
@@ -311,6 +448,7 @@ def _make_demo(args: argparse.Namespace) -> int:
 
     summary = make_demo(
         args.out,
+        shapes=not args.no_shapes,
         n_shapes_train=args.shapes,
         speech=not args.no_speech,
         n_speech_train=args.speech,
@@ -318,7 +456,10 @@ def _make_demo(args: argparse.Namespace) -> int:
         n_digits_train=args.digits,
         seed=args.seed,
         progress=not args.quiet,
+        force=args.force,
     )
+    if summary.get("reused"):
+        log.info("%s: the demo data is there and complete; kept (--force rebuilds)", args.out)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -361,8 +502,10 @@ def _print_splits(out: str, stats: dict, unit: str) -> None:
 def _train_tokenizer(args: argparse.Namespace) -> int:
     from mmseq.data.tokenizer import TOKENIZER_KINDS, read_texts
 
-    texts = read_texts(args.manifests, field=args.fields)
-    tokenizer = TOKENIZER_KINDS[args.kind](texts, args.vocab_size, tasks=tuple(args.tasks))
+    # not given: read_texts' and the tokenizers' own defaults
+    texts = read_texts(args.manifests, **({} if args.fields is None else {"field": args.fields}))
+    tasks = {} if args.tasks is None else {"tasks": tuple(args.tasks)}
+    tokenizer = TOKENIZER_KINDS[args.kind](texts, args.vocab_size, **tasks)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(args.out)
     kind = {"bpe": "byte-level BPE", "unigram": "unigram"}[args.kind]
@@ -396,8 +539,8 @@ class _progress:
     """A rich progress bar on stderr over seconds of audio, with the real-time factor."""
 
     def __init__(self, files: list[str], quiet: bool) -> None:
-        self.total = sum(_duration(f) for f in files)
         self.enabled = not quiet and sys.stderr.isatty()
+        self.total = sum(map(_duration, files)) if self.enabled else 0.0
 
     def __enter__(self):  # noqa: ANN204
         if not self.enabled:
@@ -428,12 +571,9 @@ class _progress:
 
 
 def _duration(path: str) -> float:
-    import soundfile as sf
+    from mmseq.data.audio import header_seconds
 
-    try:
-        return float(sf.info(path).duration)
-    except Exception:  # noqa: BLE001 - unreadable files are reported by the transcriber
-        return 0.0
+    return header_seconds(path)  # 0.0 when unreadable: the transcriber reports those
 
 
 def _optional_float(text: str) -> float | None:
@@ -444,6 +584,140 @@ def _optional_float(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+FORMAT_CHOICES = ("txt", "srt", "vtt", "tsv", "json", "all")
+
+TRANSCRIBE_EPILOG = (
+    "openai-whisper's spellings work too (not listed above): every --a-b option as --a_b "
+    "(--beam_size 5, --output_format srt, --temperature_increment_on_fallback 0.2), a flag's "
+    "with True or False (--word_timestamps True, --condition_on_previous_text False, --verbose "
+    "True), -o DIR, -f FORMAT. --fp16 True is --compute-type float16 on a GPU, float32 on the "
+    "CPU (with a warning, as openai-whisper); --model_dir, --patience, --length_penalty, "
+    "--suppress_tokens, --prepend_punctuations and --append_punctuations are accepted at "
+    "openai-whisper's defaults only (what mmseq does)."
+)
+
+
+def _str2bool(text: str) -> bool:
+    """openai-whisper's True/False option values (any case)."""
+    value = {"true": True, "false": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+    return value
+
+
+def _add_underscore_aliases(parser: argparse.ArgumentParser) -> None:
+    """Hidden openai-whisper spellings of every --hyphenated option: --beam_size for
+    --beam-size; a flag's takes openai-whisper's True/False value and is named by what it sets
+    (--word_timestamps True, --condition_on_previous_text False for --no-condition-...)."""
+    for action in list(parser._actions):
+        names = [s for s in action.option_strings if s.startswith("--") and "-" in s[2:]]
+        if not names:
+            continue
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            name = f"--{action.dest}"
+            alias = {"dest": action.dest, "type": _str2bool, "metavar": "True|False"}
+        else:
+            name = "--" + names[0][2:].replace("-", "_")
+            alias = {"dest": action.dest, "type": action.type, "choices": action.choices}
+        if name[2:].replace("_", "") == name[2:] or name in parser._option_string_actions:
+            continue  # --vad, say: the same in both spellings
+        parser.add_argument(name, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **alias)
+
+
+def _openai_verbose(argv: list[str]) -> list[str]:
+    """openai-whisper's `--verbose True|False` as mmseq's --verbose flag, which cannot take a
+    value: an optional value (nargs="?") would take the input file that follows the flag."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg, value = argv[i], None
+        if arg == "--":  # the rest are inputs
+            return out + argv[i:]
+        if arg.startswith("--verbose="):
+            value = arg.partition("=")[2]
+        elif arg == "--verbose" and i + 1 < len(argv) and argv[i + 1].lower() in ("true", "false"):
+            value, i = argv[i + 1], i + 1
+        if value is None or value.lower() not in ("true", "false"):
+            out.append(arg)  # argparse names a bad --verbose=VALUE
+        elif value.lower() == "true":
+            out.append("--verbose")
+        i += 1
+    return out
+
+
+# faster-whisper's vad_parameters names (and mmseq's max_gap_s) -> mmseq's VadOptions fields
+VAD_PARAMETERS = {
+    "threshold": "threshold",
+    "neg_threshold": "neg_threshold",
+    "min_speech_duration_ms": "min_speech_ms",
+    "min_silence_duration_ms": "min_silence_ms",
+    "speech_pad_ms": "speech_pad_ms",
+    "max_speech_duration_s": "max_chunk_s",
+    "max_gap_s": "max_gap_s",
+}
+
+
+def vad_parameters(text: str):  # noqa: ANN201 - a VadOptions, imported with torch
+    """'threshold=0.6,min_silence_duration_ms=1000' or the JSON object -> VadOptions; the
+    parameters not given keep mmseq's defaults. ArgumentTypeError names a bad key or value."""
+    import json
+
+    from mmseq.data.vad import VadOptions
+
+    if text.strip().startswith("{"):
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(f"not a JSON object ({err})") from None
+    else:
+        given = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
+            given[key.strip()] = value.strip()
+    if not isinstance(given, dict):
+        raise argparse.ArgumentTypeError(f"expected key=value,... or a JSON object, got {text!r}")
+    longest = VadOptions.max_chunk_s  # one Whisper window
+    checks = {  # field -> (valid, what is expected)
+        "threshold": (lambda x: 0 < x < 1, "a probability between 0 and 1"),
+        "neg_threshold": (lambda x: 0 < x < 1, "a probability between 0 and 1"),
+        "min_speech_ms": (lambda x: x >= 0, "milliseconds >= 0"),
+        "min_silence_ms": (lambda x: x >= 0, "milliseconds >= 0"),
+        "speech_pad_ms": (lambda x: x >= 0, "milliseconds >= 0"),
+        "max_chunk_s": (lambda x: 1 < x <= longest, f"seconds > 1, at most {longest:g} (a window)"),
+        "max_gap_s": (lambda x: x >= 0, "seconds >= 0"),
+    }
+    options = {}
+    for key, value in given.items():
+        if key not in VAD_PARAMETERS:
+            raise argparse.ArgumentTypeError(
+                f"unknown parameter {key!r}; accepted: {', '.join(VAD_PARAMETERS)}"
+            )
+        name = VAD_PARAMETERS[key]
+        if name == "neg_threshold" and str(value).lower() in ("none", "null"):
+            options[name] = None  # faster-whisper's default: silero's threshold - 0.15
+            continue
+        valid, expected = checks[name]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if name.endswith("_ms") and number.is_integer():
+            number = int(number)
+        elif name.endswith("_ms"):
+            number = math.nan  # milliseconds are whole
+        if not valid(number):
+            raise argparse.ArgumentTypeError(f"{key}: expected {expected}, got {value!r}")
+        options[name] = number
+    return VadOptions(**options)
+
+
+def _names(text: str) -> list[str]:
+    """'source,target' -> ['source', 'target']; '' -> []."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _seconds_list(text: str) -> tuple[float, ...]:
@@ -483,15 +757,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     t = commands.add_parser(
-        "transcribe", help="speech to text with a Whisper model", parents=[common]
+        "transcribe",
+        help="speech to text with a Whisper model",
+        parents=[common],
+        epilog=TRANSCRIBE_EPILOG,
     )
     add = t.add_argument
     add("files", nargs="+", help="audio files (wav, flac, ogg, mp3, ...) or directories")
     add(
         "--model",
-        default="tiny.en",
-        help="'tiny.en' (embedded) or a checkpoint path: openai "
-        ".pt, Hugging Face or CTranslate2 directory (default: %(default)s)",
+        default=DEFAULT_WHISPER,
+        help="embedded: 'tiny.en' (English) or 'base' (99 languages; extra 'base'); or a "
+        "checkpoint path: openai .pt, Hugging Face or CTranslate2 directory "
+        "(default: %(default)s)",
     )
     add("--beam-size", type=int, default=1, help="1 = greedy (default: %(default)s)")
     add(
@@ -503,9 +781,16 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--temperature",
         type=float,
-        nargs="+",
-        default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
-        help="temperatures tried in turn when a window's text looks wrong (default: 0 .. 1)",
+        default=DEFAULT_TEMPERATURE,
+        help="sampling temperature of each window's first decoding (default: %(default)s)",
+    )
+    add(
+        "--temperature-increment-on-fallback",
+        type=_optional_float,
+        default=DEFAULT_TEMPERATURE_INCREMENT,
+        metavar="INCREMENT",
+        help="decode a window again this much hotter, up to 1.0, while its text looks wrong "
+        "(see the thresholds); 'none': never (default: %(default)s: 0, 0.2, ..., 1.0)",
     )
     add(
         "--no-condition-on-previous-text",
@@ -565,6 +850,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--word-timestamps", action="store_true", help="time each word (JSON output has them)")
     add(
+        "--raw-timestamps",
+        action="store_true",
+        help="keep openai-whisper's segment times, which can run over silence and noise "
+        "(default: each segment is tightened onto the words heard in it; tokens are the same)",
+    )
+    add(
         "--hallucination-silence-threshold",
         type=float,
         default=None,
@@ -589,6 +880,16 @@ def build_parser() -> argparse.ArgumentParser:
         "chunks of up to 30 s of speech (pauses over 3 s start a new one) decoded together",
     )
     add(
+        "--vad-parameters",
+        type=vad_parameters,
+        default=None,
+        metavar="KEY=VALUE,...",
+        help="with --vad, as faster-whisper's vad_parameters: threshold, neg_threshold, "
+        "min_speech_duration_ms, min_silence_duration_ms, speech_pad_ms, max_speech_duration_s "
+        "(at most 30), or mmseq's max_gap_s; as key=value,... or a JSON object; the others "
+        "keep mmseq's defaults (mmseq.data.vad.VadOptions)",
+    )
+    add(
         "--clip-timestamps",
         type=_seconds_list,
         default=(),
@@ -600,11 +901,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-new-tokens", type=int, default=None, help="default: the model's n_ctx // 2")
     add(
         "--output-format",
-        choices=["txt", "srt", "vtt", "tsv", "json", "all"],
+        choices=FORMAT_CHOICES,
         default=None,
         help="also write <output-dir>/<input stem>.<format> files",
     )
     add("--output-dir", default=None, help="where to write files (default: .; alone: all formats)")
+    add("-o", dest="output_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # openai's
+    add("-f", dest="output_format", choices=FORMAT_CHOICES, help=argparse.SUPPRESS)  # openai's
     cues = t.add_argument_group(
         "subtitles", "how SRT/VTT cues are cut, by their words (needs --word-timestamps)"
     )
@@ -616,8 +919,12 @@ def build_parser() -> argparse.ArgumentParser:
     cues.add_argument(
         "--highlight-words", action="store_true", help="underline each word as it is spoken"
     )
-    add("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: %(default)s)")
-    add("--threads", type=int, default=None, help="CPU threads (default: PyTorch's, the cores)")
+    add(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present, else cpu), cpu, cuda, cuda:1, ... (default: %(default)s)",
+    )
+    add("--threads", type=int, default=None, help="CPU threads (default, or 0: PyTorch's)")
     add(
         "--compute-type",
         default="float32",
@@ -630,6 +937,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the model through torch.compile: tens of seconds to compile first, then "
         "faster decoding (worth it for long or many files)",
     )
+    add(
+        "--verbose",
+        action="store_true",
+        help="print each segment as '[00:00.000 --> 00:04.000] text' once decided (on stderr "
+        "when stdout is not a terminal, where the transcripts go as without it)",
+    )
+    # openai-whisper's options that mmseq has no flag for: see _fp16_compute_type, OPENAI_ONLY
+    add("--fp16", type=_str2bool, default=None, metavar="True|False", help=argparse.SUPPRESS)
+    for name in OPENAI_ONLY:
+        add(f"--{name}", dest=f"openai_{name}", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    _add_underscore_aliases(t)
     t.set_defaults(run=_transcribe)
 
     c = commands.add_parser(
@@ -666,7 +984,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="save DIR/<image name>.png per image: the decoder's cross-attention for each "
         "generated word over the image",
     )
-    add("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
+    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ... (default: auto)")
     c.set_defaults(run=_caption)
 
     from mmseq.cli_text import add_text_commands
@@ -688,6 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--shapes", type=int, default=20000, help="training scenes (default: %(default)s)"
     )
+    m.add_argument("--no-shapes", action="store_true", help="no shapes captioning task")
     m.add_argument("--speech", type=int, default=1500, help="training clips (default: %(default)s)")
     m.add_argument("--no-speech", action="store_true", help="no speech (no espeak-ng needed)")
     m.add_argument(
@@ -695,6 +1014,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--no-digits", action="store_true", help="no handwritten digits task")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument(
+        "--force", action="store_true", help="rebuild even when OUT is complete for these options"
+    )
     m.set_defaults(run=_make_demo)
     held_out = {
         "type": float,
@@ -757,18 +1079,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--field",
         "--fields",
         dest="fields",
-        nargs="+",
-        default=["text"],
-        metavar="FIELD",
-        help="text field(s) to read, e.g. `--fields source target` for one vocabulary shared "
-        "by both sides of text pairs; lines with none of them give their caption(s) "
-        "(default: %(default)s)",
+        type=_names,
+        action="extend",  # one value each time: a list would take the manifests after it
+        default=None,
+        metavar="FIELD[,FIELD]",
+        help="text field(s) to read, e.g. `--fields source,target` (or `--field source "
+        "--field target`) for one vocabulary shared by both sides of text pairs; lines with "
+        "none of them give their caption(s) (default: text)",
     )
     tr.add_argument(
         "--tasks",
-        nargs="*",
-        default=["transcribe", "caption", "translate"],
-        help="task tokens to reserve (default: %(default)s)",
+        type=_names,
+        action="extend",
+        default=None,
+        metavar="TASK[,TASK]",
+        help="task tokens to reserve, comma-separated or repeated; '' for none (default: "
+        "transcribe,caption,translate)",
     )
     tr.set_defaults(run=_train_tokenizer)
 
@@ -792,6 +1118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run(argv)
         return 0
+    argv = _openai_verbose(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

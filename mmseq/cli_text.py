@@ -152,7 +152,7 @@ def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
         default="float32",
         help="int8: CPU only; bfloat16 is fast on CPUs with AVX-512 BF16/AMX (default: float32)",
     )
-    add("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
+    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ... (default: auto)")
     add(
         "--compile",
         action="store_true",

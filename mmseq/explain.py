@@ -72,6 +72,8 @@ AXIS = 34  # ticks and their labels under a panel
 TICK_SPACING = 60  # pixels at least between labelled ticks
 PATH = (0, 230, 255)  # the DTW path: cyan, apart from every colour of the ramp
 AXIS_TITLE = "time (s)"
+# a VAD chunk's axis: its speech regions back to back, from the first one's start
+SPEECH_AXIS_TITLE = "speech (s)"
 
 
 @dataclass
@@ -259,11 +261,14 @@ class WordSpan:
 
 @dataclass
 class WindowPanel:
-    """One window's part of the figure: `frames` alignment frames from `start` seconds."""
+    """One window's part of the figure: `frames` alignment frames from `start` seconds; with
+    `speech_time` (a VAD chunk) the frames are speech with the pauses cut out, so its times
+    past `start` count speech, not the recording."""
 
     start: float
     frames: int
     words: list[WordSpan]
+    speech_time: bool = False
 
     @property
     def end(self) -> float:
@@ -285,7 +290,7 @@ def window_panel(alignment: Alignment) -> WindowPanel:
             continue  # punctuation merged into a neighbour
         heat = alignment.matrix[a:row].mean(0)
         words.append(WordSpan(timing.word.strip(), float(reached[a]), float(reached[row]), heat))
-    return WindowPanel(alignment.offset, alignment.matrix.shape[1], words)
+    return WindowPanel(alignment.offset, alignment.matrix.shape[1], words, alignment.speech_time)
 
 
 def explain_transcript(transcript: Transcript) -> Image.Image:
@@ -304,7 +309,7 @@ def render_alignment(title: str, panels: list[WindowPanel]) -> Image.Image:
     warning."""
     font = _font()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    texts = [AXIS_TITLE] + [w.word for p in panels for w in p.words]
+    texts = [AXIS_TITLE, SPEECH_AXIS_TITLE] + [w.word for p in panels for w in p.words]
     label_width = min(MAX_LABEL, max(round(measure.textlength(t, font=font)) for t in texts))
     width = label_width + TIME_WIDTH + 6 * PAD
     heights = [panel_height(p, len(panels)) for p in panels]
@@ -322,12 +327,23 @@ def render_alignment(title: str, panels: list[WindowPanel]) -> Image.Image:
     for i, (panel, height) in enumerate(zip(shown, heights, strict=True)):
         top = y
         if len(panels) > 1:
-            text = f"window {i + 1} of {len(panels)}: {panel.start:.1f}-{panel.end:.1f} s"
-            draw.text((PAD, y + 2), text, (0, 0, 0), font=font)
+            draw.text((PAD, y + 2), panel_title(panel, i, len(panels)), (0, 0, 0), font=font)
             top += LABEL
         _draw_panel(figure, draw, font, panel, (2 * PAD + label_width, top), scale)
         y += height
     return figure
+
+
+def panel_title(panel: WindowPanel, index: int, n_panels: int) -> str:
+    """The title of the index-th (from 0) of n_panels panels: the window's span of the
+    recording, or for a VAD chunk the seconds of speech it holds and where it starts (its end
+    is no time of the recording: the pauses between its regions are cut out)."""
+    if panel.speech_time:
+        return (
+            f"speech chunk {index + 1} of {n_panels}: {panel.end - panel.start:.1f} s of speech "
+            f"from {panel.start:.1f} s, pauses cut out"
+        )
+    return f"window {index + 1} of {n_panels}: {panel.start:.1f}-{panel.end:.1f} s"
 
 
 def _panels_that_fit(title: str, panels: list[WindowPanel], heights: list[int], width: int) -> int:
@@ -411,5 +427,6 @@ def _draw_time_axis(
         draw.line((x, y0, x, y0 + 4), fill=(0, 0, 0))
         text = f"{round(k * step, 1):g}"
         draw.text((x - draw.textlength(text, font=font) / 2, y0 + 6), text, (0, 0, 0), font=font)
-    left = x0 - PAD - draw.textlength(AXIS_TITLE, font=font)
-    draw.text((left, y0 + 6), AXIS_TITLE, (0, 0, 0), font=font)
+    title = SPEECH_AXIS_TITLE if panel.speech_time else AXIS_TITLE
+    left = x0 - PAD - draw.textlength(title, font=font)
+    draw.text((left, y0 + 6), title, (0, 0, 0), font=font)

@@ -19,6 +19,7 @@ from mmseq.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, encoder_transf
 from mmseq.data.tokenizer import WhisperTextTokenizer
 from mmseq.encoders.audio_features import SAMPLE_RATE
 from mmseq.generation import GenerationConfig, GenerationOutput, generate
+from mmseq.loading import check_device
 from mmseq.whisper.loading import Whisper
 
 CHUNK_SECONDS = 30.0
@@ -33,16 +34,20 @@ class Caption:
 
 
 class Captioner:
-    """Captions images with a trained image-to-text model; beam search by default."""
+    """Captions images with a trained image-to-text model; beam search by default.
+
+    device "auto" (the default) is CUDA when present, else the CPU; a TrainedModel passed in
+    stays where it was loaded."""
 
     def __init__(
         self,
         model: str | os.PathLike | TrainedModel,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         num_beams: int = 3,
         max_new_tokens: int = 48,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
+        device = check_device(device)  # "auto" resolved; a missing GPU refused
         self.trained = model if isinstance(model, TrainedModel) else load_trained(model, device)
         config = self.trained.model.config.image
         if config is None:

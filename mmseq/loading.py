@@ -16,22 +16,26 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmseq.errors import CheckpointError
+
+if TYPE_CHECKING:  # torch loads with the model, not with mmseq.loading
+    import torch
 
 
 def load(
     model: str | os.PathLike,
     *,
-    device: str = "cpu",
+    device: str = "auto",
     compute_type: str = "float32",
     compile: bool = False,
 ) -> Any:
-    """The Transcriber, ChunkTranscriber, Captioner or TextGenerator for `model` (see above)."""
+    """The Transcriber, ChunkTranscriber, Captioner or TextGenerator for `model` (see above);
+    device "auto" is CUDA when present, else the CPU (see `check_device`)."""
     from mmseq.checkpoint import is_trained
 
-    check_device(device, compute_type)
+    device = str(check_device(device, compute_type))
     path = Path(model)
     if is_trained(path):
         return _load_trained(path, device, compute_type, compile)
@@ -51,18 +55,25 @@ def load(
     return Transcriber(model, device=device, compute_type=compute_type, compile=compile)
 
 
-def check_device(device: str, compute_type: str = "float32") -> None:
-    """Refuse, before any model loads, a device this machine lacks and float16 on the CPU
-    (emulated: many times slower than float32; bfloat16 or int8 are the CPU's fast types)."""
+def check_device(device: str | torch.device, compute_type: str = "float32") -> str | torch.device:
+    """The device to load on: "auto" becomes "cuda" when a CUDA GPU is present, else "cpu"
+    (int8 always "cpu": its kernels are the CPU's), as faster-whisper's device="auto" does;
+    any other device is returned as given. Refuses, before any model loads, a device this
+    machine lacks and float16 on the CPU (emulated: many times slower than float32; bfloat16
+    or int8 are the CPU's fast types)."""
     import torch
 
+    asked = device  # named in the errors: "auto" found no GPU, rather than "cpu"
+    if str(device) == "auto":
+        device = "cuda" if compute_type != "int8" and torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA GPU is available here; use cpu")
     if compute_type == "float16" and not str(device).startswith("cuda"):
         raise ValueError(
-            f"--compute-type float16 needs a GPU (--device {device}); on the CPU use bfloat16 "
+            f"--compute-type float16 needs a GPU (--device {asked}); on the CPU use bfloat16 "
             "(fast with AVX-512 BF16 or AMX) or int8"
         )
+    return device
 
 
 def load_as(expected: type, model: str | os.PathLike, role: str, **options: Any) -> Any:

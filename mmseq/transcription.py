@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 
 from mmseq.data.audio import AudioLoadError, AudioStream
-from mmseq.data.vad import SpeechChunk, speech_chunks
+from mmseq.data.vad import SpeechChunk, VadOptions, speech_chunks
 from mmseq.encoders.audio_features import (
     FRAMES_PER_SECOND,
     N_FRAMES,
@@ -30,6 +31,7 @@ from mmseq.encoders.audio_features import (
     ForwardReader,
     WindowedLogMel,
 )
+from mmseq.loading import check_device
 from mmseq.precision import Int8WeightLinear, apply_compute_type
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
 from mmseq.whisper.decoding import (
@@ -45,9 +47,12 @@ from mmseq.whisper.hallucination import (
     skip_silence_before_hallucinations,
 )
 from mmseq.whisper.segments import Segment, Word, split_sentences, split_window
-from mmseq.whisper.timing import Alignment, align, attach_words
+from mmseq.whisper.timing import Alignment, align, attach_words, tighten_to_words
 
 AudioInput = str | os.PathLike | np.ndarray
+# what transcribe does with an input it cannot read: raise AudioLoadError, or return it with
+# Transcript.error set and go on with the others
+Errors = Literal["raise", "collect"]
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,16 @@ class TranscribeOptions:
     # keep each window's word alignment in Transcript.alignments (for `transcribe --explain`);
     # unlike word_timestamps it changes no segment, time or token
     keep_alignments: bool = False
+    # keep openai-whisper's segment times (its timestamp tokens'; with word_timestamps, its
+    # word-based bounds) instead of tightening each segment onto its heard words, which runs
+    # the word alignment for every window (see mmseq.whisper.timing.tighten_to_words). Tokens,
+    # text and windows are the same either way
+    raw_timestamps: bool = False
     # only these parts (seconds: start, end, start, end, ...; an odd last start runs to the end
     # of the file), as openai-whisper's clip_timestamps; the sequential path only
     clip_timestamps: tuple[float, ...] = ()
     vad: bool = False  # batched path: transcribe only the speech chunks found by Silero VAD
+    vad_options: VadOptions = VadOptions()  # with vad: how speech is found and packed
     batch_size: int = 8
     # multilingual models: None detects it per file (per speech chunk with vad) from the first
     # 30 s, as openai-whisper does; English-only models take "en" or None
@@ -129,12 +140,20 @@ class TranscribeOptions:
 @dataclass
 class Transcript:
     """One input's result. `error` is set (and there are no segments) when it could not be
-    read; an input without speech has no segments and no error."""
+    read (with errors="collect"); an input without speech has no segments and no error.
+
+    `language` is the code of the language transcribed, as given or detected; with it
+    `language_probability` is faster-whisper's `info.language_probability`: the detection's
+    probability of that language on the first 30 s (with vad: the speech-weighted mean over
+    the chunks that detected it, 0 for the others), 1.0 when the language was given or the
+    model is English-only, None when it was not detected (an input that could not be read,
+    or with nothing to decode)."""
 
     source: str
     segments: list[Segment] = field(default_factory=list)
     duration: float = 0.0
     language: str = "en"
+    language_probability: float | None = None
     error: str | None = None
     text_tokens: list[int] = field(default_factory=list)  # every segment's text tokens
     alignments: list[Alignment] = field(default_factory=list)  # with keep_alignments
@@ -209,15 +228,18 @@ class Transcriber:
     weights, not by Python. It pays off for long or many files and on accelerators, not for a
     single clip. With int8 layers it measured no faster and rounds differently from eager int8,
     so that pair is refused.
+
+    device "auto" (the default) is CUDA when present, else the CPU, as in faster-whisper.
     """
 
     def __init__(
         self,
         model: str | os.PathLike | Whisper = DEFAULT_MODEL,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         compute_type: str = "float32",
         compile: bool = False,
     ) -> None:
+        device = check_device(device, compute_type)  # "auto" resolved; a missing GPU refused
         if isinstance(model, Whisper):  # a fine-tuned .ckpt's, say: converted here
             if compute_type != "float32":
                 apply_compute_type(model.model.to(device), compute_type)
@@ -234,27 +256,71 @@ class Transcriber:
             network.encoders["audio"].compile(dynamic=True)
             network.decoder.compile(dynamic=True)
 
+    @overload
+    def transcribe(
+        self,
+        inputs: AudioInput,
+        *,
+        options: TranscribeOptions | None = None,
+        errors: Errors = "raise",
+        **overrides: Any,
+    ) -> Transcript: ...
+
+    @overload
+    def transcribe(
+        self,
+        inputs: Sequence[AudioInput],
+        *,
+        options: TranscribeOptions | None = None,
+        errors: Errors = "raise",
+        **overrides: Any,
+    ) -> list[Transcript]: ...
+
     def transcribe(
         self,
         inputs: AudioInput | Sequence[AudioInput],
+        *,
         options: TranscribeOptions | None = None,
-    ) -> list[Transcript]:
-        """Transcribe every input (a path or an array alone counts as one input); an
-        unreadable one yields a Transcript with `error` set."""
-        return list(self.iter_transcribe(inputs, options))
+        errors: Errors = "raise",
+        **overrides: Any,
+    ) -> Transcript | list[Transcript]:
+        """One input (a path, or 16 kHz mono samples [S]) -> its Transcript; a sequence of
+        inputs -> their Transcripts, in order. `mmseq.transcribe` has the same shape.
+
+        The options are TranscribeOptions' fields as keywords (`beam_size=5`,
+        `word_timestamps=True`, `language="de"`, `temperature=0`: openai-whisper's and
+        faster-whisper's names), applied over `options` when a TranscribeOptions is given too.
+        An input that cannot be read (missing, not audio, NaN samples) raises AudioLoadError
+        naming it; errors="collect" returns it instead with `error` set and no segments, and
+        goes on with the other inputs (as `iter_transcribe` always does).
+        """
+        if errors not in ("raise", "collect"):
+            raise ValueError(f"errors: expected 'raise' or 'collect', got {errors!r}")
+        single = isinstance(inputs, (str, os.PathLike, np.ndarray))
+        results = []
+        for transcript in self.iter_transcribe(inputs, options=options, **overrides):
+            if transcript.error is not None and errors == "raise":
+                raise AudioLoadError(transcript.error)  # the message names the input
+            results.append(transcript)
+        return results[0] if single else results
 
     def iter_transcribe(
         self,
         inputs: AudioInput | Sequence[AudioInput],
+        *,
         options: TranscribeOptions | None = None,
         progress: Callable[[float], None] | None = None,
+        **overrides: Any,
     ) -> Iterator[Transcript]:
-        """Like `transcribe`, yielding results in input order as soon as each is complete.
+        """Like `transcribe` (the same keyword options), yielding results in input order as
+        soon as each is complete. It collects errors: an input that cannot be read yields a
+        Transcript with `error` set, and the next inputs follow (what `mmseq transcribe` does
+        with a bad file among good ones).
 
         progress(seconds) is called with the seconds of audio done as they are done.
         Options the model cannot follow (a language it lacks) raise here, before any input.
         """
-        options = options or TranscribeOptions()
+        options = _with_overrides(options, overrides)
         self._check_language(options)
         if isinstance(inputs, (str, os.PathLike, np.ndarray)):
             inputs = [inputs]  # not its characters or rows
@@ -331,7 +397,9 @@ class Transcriber:
                 chunks: list[SpeechChunk] = []
                 if job.audio is not None:
                     try:
-                        chunks = speech_chunks(job.audio) or [SpeechChunk(((0, 0),))]
+                        chunks = speech_chunks(job.audio, options.vad_options) or [
+                            SpeechChunk(((0, 0),))
+                        ]
                     except AudioLoadError as err:  # found while reading the file
                         job = _Job(job.name, None, str(err))
                 files.append((job, chunks))
@@ -352,8 +420,8 @@ class Transcriber:
             transcript = Transcript(job.name, duration=len(job.audio) / SAMPLE_RATE)
             parts = [first, *(next(results) for _ in chunks[1:])]
             for chunk, part in zip(chunks, parts, strict=True):
-                _append_on_recording(transcript, part, chunk)
-            transcript.language = _main_language(parts, chunks)
+                _append_on_recording(transcript, part, chunk, options)
+            transcript.language, transcript.language_probability = _main_language(parts, chunks)
             if progress:
                 progress(transcript.duration - sum(c.samples for c in chunks) / SAMPLE_RATE)
             yield transcript
@@ -375,6 +443,8 @@ class Transcriber:
         # English-only models speak English, whatever `en` was spelled as (None, "english")
         language = options.language if self.whisper.tokenizer.is_multilingual else "en"
         transcript.language = language or transcript.language
+        # given (or English-only): certain, as faster-whisper's 1; else set once detected
+        transcript.language_probability = None if language is None else 1.0
         state = _File(
             transcript,
             mel,
@@ -441,9 +511,10 @@ class Transcriber:
                 mel = state.detection_mel[None].to(self.whisper.device)
                 states[k] = self._encode(mel)[0]
                 state.detection_mel = None
-        languages, _ = detect_language(self.whisper, states)
-        for state, language in zip(files, languages, strict=True):
+        languages, probs = detect_language(self.whisper, states)
+        for state, language, p in zip(files, languages, probs.amax(-1).tolist(), strict=True):
             state.language = state.transcript.language = language
+            state.transcript.language_probability = p  # of the most probable: `language`
 
     def _encode(self, mels: torch.Tensor) -> torch.Tensor:
         """log-mel windows [B, n_mels, 3000] -> encoder states [B, 1500, D].
@@ -487,7 +558,7 @@ class Transcriber:
             # a VAD chunk holds up to 30 s of speech: its words time a segment per sentence
             segments = [part for s in segments for part in split_sentences(s, tokenizer)]
         speech_before = state.last_speech
-        if options.word_timestamps or options.keep_alignments:
+        if options.word_timestamps or options.keep_alignments or not options.raw_timestamps:
             # nothing left to decode after the words: a voice-activity chunk decoded to its end
             ended = single_ending or (state.one_window and state.seek >= window_start + frames)
             self._add_words(state, segments, states, frames, window_start, ended, options)
@@ -506,6 +577,12 @@ class Transcriber:
         for segment in segments:
             if segment.start == segment.end or not segment.text.strip():
                 continue  # instantaneous or empty: openai-whisper blanks these
+            # after every choice that reads openai-whisper's times; a VAD chunk's segments are
+            # tightened on the recording, where its speech regions are (_append_on_recording)
+            if not options.raw_timestamps and not state.one_window:
+                tighten_to_words(segment)
+                if not options.word_timestamps:
+                    segment.words = []  # aligned only to be tightened
             segment.id = len(transcript.segments)
             transcript.segments.append(segment)
             state.all_tokens.extend(segment.tokens)
@@ -523,8 +600,9 @@ class Transcriber:
         single_ending: bool,
         options: TranscribeOptions,
     ) -> None:
-        """Word timings for a window's segments; unless the window ended on a single
-        timestamp, the next window starts at the end of the last word. With keep_alignments a
+        """Word timings for a window's segments (without word_timestamps only to tighten
+        their times, unless raw_timestamps); with word_timestamps, unless the window ended on a
+        single timestamp, the next window starts at the end of the last word. With keep_alignments a
         copy of the alignment is kept (word timing edits its words in place)."""
         eot = self.whisper.tokenizer.eot
         text = [t for s in segments for t in s.tokens if t < eot]
@@ -533,9 +611,15 @@ class Transcriber:
         if alignment is not None and options.keep_alignments:
             words = [replace(w, tokens=list(w.tokens)) for w in alignment.words]
             state.transcript.alignments.append(replace(alignment, words=words, offset=offset))
-        if not options.word_timestamps:
-            return
         timings = alignment.words if alignment is not None else []
+        if not options.word_timestamps:
+            if not options.raw_timestamps:  # words for tighten_to_words, on copies: the
+                # segments keep openai-whisper's times until every choice that reads them is made
+                copies = [replace(s, words=[]) for s in segments]
+                state.last_speech = attach_words(copies, timings, offset, state.last_speech, eot)
+                for segment, copy in zip(segments, copies, strict=True):
+                    segment.words = copy.words
+            return
         state.last_speech = attach_words(segments, timings, offset, state.last_speech, eot)
         if not single_ending:
             ends = [w.end for s in segments for w in s.words] or [segments[-1].end]
@@ -587,6 +671,11 @@ class LiveBatch:
             return state
         self._files[key] = state
         return None
+
+    def transcript(self, key: Hashable) -> Transcript:
+        """The transcript of `key`, in flight: the segments of the windows decided so far
+        (what `mmseq transcribe --verbose` prints as they come)."""
+        return self._files[key].transcript
 
     def drop(self, key: Hashable) -> None:
         self._files.pop(key, None)
@@ -647,18 +736,30 @@ def _clip_frames(clips: tuple[float, ...], content_frames: int) -> list[tuple[in
     return [(a, min(b, content_frames)) for a, b in zip(points[::2], points[1::2], strict=True)]
 
 
-def _main_language(parts: list[Transcript], chunks: list[SpeechChunk]) -> str:
-    """The language detected on most of the speech of a file's VAD chunks."""
+def _main_language(parts: list[Transcript], chunks: list[SpeechChunk]) -> tuple[str, float | None]:
+    """The language detected on most of the speech of a file's VAD chunks, and its
+    probability: the speech-weighted mean of the chunks' probabilities for it, counting 0 for
+    the chunks that detected another (their probability of it is not kept)."""
     speech: dict[str, int] = {}
+    weighted: dict[str, float] = {}
     for part, chunk in zip(parts, chunks, strict=True):
         speech[part.language] = speech.get(part.language, 0) + chunk.samples
-    return max(speech, key=speech.__getitem__)
+        p = part.language_probability or 0.0
+        weighted[part.language] = weighted.get(part.language, 0.0) + p * chunk.samples
+    language = max(speech, key=speech.__getitem__)
+    total = sum(speech.values())
+    if not total:  # no speech: one empty chunk, its language as given (1.0) or undetected
+        return language, parts[0].language_probability
+    return language, weighted[language] / total
 
 
-def _append_on_recording(transcript: Transcript, part: Transcript, chunk: SpeechChunk) -> None:
+def _append_on_recording(
+    transcript: Transcript, part: Transcript, chunk: SpeechChunk, options: TranscribeOptions
+) -> None:
     """Add the segments of a VAD chunk's transcript, their times moved from the chunk (speech
-    regions back to back) onto the recording. An alignment is placed at the chunk's start: its
-    panel shows the regions back to back."""
+    regions back to back) onto the recording, then tightened to the speech regions
+    (`_tighten_in_regions`) unless raw_timestamps. An alignment is placed at the chunk's start:
+    its panel shows the regions back to back."""
     offset = chunk.start / SAMPLE_RATE
     for segment in part.segments:
         segment.start = chunk.recording_time(segment.start)
@@ -668,27 +769,106 @@ def _append_on_recording(transcript: Transcript, part: Transcript, chunk: Speech
         for word in segment.words:
             word.start = round(chunk.recording_time(word.start), 2)
             word.end = round(max(word.start, chunk.recording_time(word.end, end=True)), 2)
+        if not options.raw_timestamps:
+            _tighten_in_regions(segment, chunk)
+            if not options.word_timestamps:
+                segment.words = []  # aligned only to be tightened
         segment.id = len(transcript.segments)
         transcript.segments.append(segment)
     transcript.text_tokens.extend(part.text_tokens)
     for alignment in part.alignments:
         alignment.offset += offset
+        alignment.speech_time = True
     transcript.alignments.extend(part.alignments)
+
+
+def _tighten_in_regions(segment: Segment, chunk: SpeechChunk) -> None:
+    """A VAD chunk's segment (times on the recording) tightened onto its heard words where
+    they and its decoded times fall in different speech regions: a segment decoded across a
+    seam runs through the pause between two regions (measured: 78.73-84.43 s for speech at
+    78.67-81.35 s, a 3 s pause after it). Within one region, which holds speech since VAD cut
+    the silence around it, the wider of the two is kept: the path can start a word late at a
+    region's edge (measured: "Please" at 9.47 s, spoken from 9.12 s; decoded: 9.02 s)."""
+    decoded = segment.start, segment.end
+    tighten_to_words(segment)
+    if segment.start == segment.end:
+        return  # nothing heard: no duration
+    if chunk.region_at(decoded[0]) == chunk.region_at(segment.start):
+        segment.start = min(segment.start, decoded[0])
+    if chunk.region_at(decoded[1], end=True) == chunk.region_at(segment.end, end=True):
+        segment.end = max(segment.end, decoded[1])
+
+
+def _with_overrides(
+    options: TranscribeOptions | None, overrides: dict[str, Any]
+) -> TranscribeOptions:
+    """`options` (default: TranscribeOptions()) with the keyword options replacing its fields.
+    `temperature` is openai-whisper's and faster-whisper's name of `temperatures` (one value
+    or several, for fallback). An unknown name is a TypeError that lists the known ones."""
+    if options is not None and not isinstance(options, TranscribeOptions):
+        raise TypeError(f"options: expected a TranscribeOptions, got {type(options).__name__}")
+    overrides = dict(overrides)
+    if "temperature" in overrides:
+        if "temperatures" in overrides:
+            raise TypeError("temperature and temperatures are one option: give one of them")
+        overrides["temperatures"] = overrides.pop("temperature")
+    known = {f.name for f in fields(TranscribeOptions)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(
+            f"transcribe: unknown option(s) {', '.join(unknown)}; the options are "
+            f"TranscribeOptions' fields: {', '.join(sorted(known))} (and temperature)"
+        )
+    return replace(options or TranscribeOptions(), **overrides)
+
+
+@overload
+def transcribe(
+    inputs: AudioInput,
+    model: str | os.PathLike | Whisper = ...,
+    *,
+    options: TranscribeOptions | None = None,
+    errors: Errors = "raise",
+    **overrides: Any,
+) -> Transcript: ...
+
+
+@overload
+def transcribe(
+    inputs: Sequence[AudioInput],
+    model: str | os.PathLike | Whisper = ...,
+    *,
+    options: TranscribeOptions | None = None,
+    errors: Errors = "raise",
+    **overrides: Any,
+) -> list[Transcript]: ...
 
 
 def transcribe(
     inputs: AudioInput | Sequence[AudioInput],
     model: str | os.PathLike | Whisper = DEFAULT_MODEL,
-    **options: object,
+    *,
+    options: TranscribeOptions | None = None,
+    errors: Errors = "raise",
+    **overrides: Any,
 ) -> Transcript | list[Transcript]:
-    """One-call API: `mmseq.transcribe("talk.wav")` -> Transcript (a list for a list input)."""
+    """One-call API: `mmseq.transcribe("talk.wav", beam_size=5)` -> Transcript (a list for a
+    sequence of inputs). The same keyword options, errors and results as
+    `Transcriber(model).transcribe`; keep a Transcriber to load the model once for many calls.
+    Misspelt options and (with errors="raise") missing files fail before the model loads."""
+    merged = _with_overrides(options, overrides)
     single = isinstance(inputs, (str, os.PathLike, np.ndarray))
-    items = [inputs] if single else list(inputs)
-    results = Transcriber(model).transcribe(items, TranscribeOptions(**options))
+    items = [inputs] if single else list(inputs)  # an iterator is read once
+    if errors == "raise":
+        for item in items:
+            if not isinstance(item, np.ndarray) and not os.path.exists(item):
+                raise AudioLoadError(f"{item}: audio file does not exist")
+    results = Transcriber(model).transcribe(items, options=merged, errors=errors)
     return results[0] if single else results
 
 
 __all__ = [
+    "AudioLoadError",
     "Segment",
     "Word",
     "TranscribeOptions",

@@ -178,7 +178,12 @@ def to_json(t: Transcript) -> str:
         if not s.words:
             del segment["words"]
         segments.append(segment)
-    data = {"text": t.text, "segments": segments, "language": t.language}
+    data = {
+        "text": t.text,
+        "segments": segments,
+        "language": t.language,
+        "language_probability": t.language_probability,  # faster-whisper's info field
+    }
     return json.dumps(data, ensure_ascii=False, indent=1)
 
 

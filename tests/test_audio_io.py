@@ -80,7 +80,7 @@ def test_demo_clips_load() -> None:
 
 
 def test_fallback_decoder_for_aac(tmp_path: Path) -> None:
-    # libsndfile cannot read AAC in MP4, so this exercises the librosa/audioread fallback.
+    # libsndfile cannot read AAC in MP4, so this exercises the ffmpeg fallback.
     path = tmp_path / "tone.m4a"
     tone = "sine=frequency=440:duration=1:sample_rate=22050"
     command = ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", tone, "-c:a", "aac", str(path)]

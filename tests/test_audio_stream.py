@@ -330,7 +330,10 @@ def test_transcribing_a_file_equals_transcribing_its_samples(
     nan[-1] = np.nan
     sf.write(bad, nan, SR, subtype="FLOAT")
     options = TranscribeOptions(temperatures=(0.0,), vad=vad)
-    from_file, failed, from_samples = transcriber.transcribe([path, bad, load_audio(path)], options)
+    inputs = [path, bad, load_audio(path)]
+    from_file, failed, from_samples = transcriber.transcribe(
+        inputs, options=options, errors="collect"
+    )
     assert from_file.error is None and from_file.text
     assert from_file.duration == from_samples.duration == pytest.approx(40.0, abs=1e-3)
     assert from_file.text_tokens == from_samples.text_tokens

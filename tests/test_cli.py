@@ -37,8 +37,7 @@ def expected() -> dict[str, str]:
 @pytest.fixture
 def bad_files(tmp_path: Path) -> dict[str, Path]:
     """Inputs that must each be refused with a message naming the file."""
-    files = {
-        "missing": tmp_path / "missing.wav",
+    files = {  # a missing one is refused before the model loads (tests/test_cli_conventions.py)
         "empty": tmp_path / "empty.wav",
         "text": tmp_path / "notes.wav",
     }
@@ -84,9 +83,8 @@ def test_bad_files_are_reported_and_good_ones_still_transcribed(
     assert len(errors) == len(bad_files), run.stderr
     for (case, path), line in zip(bad_files.items(), errors, strict=True):
         assert str(path) in line, f"{case}: {line}"
-    assert "does not exist" in errors[0]
-    assert "empty" in errors[1]
-    assert "not a readable audio file" in errors[2]
+    assert "empty" in errors[0]
+    assert "not a readable audio file" in errors[1]
 
 
 def test_only_bad_input_fails_with_empty_stdout(bad_files: dict[str, Path]) -> None:
@@ -159,7 +157,7 @@ def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> N
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--threads", "0"], "--threads: expected a positive number, got 0"),
+        (["--threads", "-1"], "--threads: expected a positive number, got -1"),
         (["--logprob-threshold", "abc"], "expected a number or 'none', got 'abc'"),
         (["--clip-timestamps", "5,x"], "expected seconds separated by commas"),
         (["--clip-timestamps", "5,2"], "each start before its end"),
@@ -216,7 +214,7 @@ def test_package_transcribe_stays_the_function() -> None:
 
 COMMANDS = {
     "transcribe": [str(CLIPS / GOOD[0])],
-    "caption": ["--model", "some.ckpt", "picture.png"],
+    "caption": ["--model", "some.ckpt", str(CLIPS / GOOD[0])],  # exists: inputs are checked first
     "translate": ["--model", "some-folder", str(CLIPS / "transcripts.tsv")],
     "serve": [],
 }

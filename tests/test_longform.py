@@ -55,13 +55,15 @@ ALIGNMENT_HEADS = [(1, 0), (2, 0), (2, 5), (3, 0), (3, 1), (3, 2), (3, 3), (3, 4
 
 
 def fidelity_options(condition: bool, words: bool = False) -> TranscribeOptions:
-    """Greedy without fallback, as the openai-whisper calls below. One input at a time, so
-    these results are also the batch_size=1 reference of test_batch_size_changes_nothing."""
+    """Greedy without fallback, as the openai-whisper calls below, and openai-whisper's
+    segment times (raw_timestamps). One input at a time, so these results are also the
+    batch_size=1 reference of test_batch_size_changes_nothing."""
     return TranscribeOptions(
         temperatures=(0.0,),
         condition_on_previous_text=condition,
         word_timestamps=words,
         batch_size=1,
+        raw_timestamps=True,
     )
 
 
@@ -121,7 +123,7 @@ def ours(transcriber: Transcriber, inputs: dict[str, np.ndarray]) -> Run:
 
     def run(name: str, options: TranscribeOptions) -> Transcript:
         if (name, options) not in cache:
-            cache[name, options] = transcriber.transcribe([inputs[name]], options)[0]
+            cache[name, options] = transcriber.transcribe(inputs[name], options=options)
         return cache[name, options]
 
     return run
@@ -262,7 +264,9 @@ def test_batch_size_changes_nothing(transcriber: Transcriber, ours: Run, inputs)
     together (without conditioning, every window shares the empty prompt) or one by one."""
     names = ["long", "pauses", "clip4_en-m3.flac"]
     options = fidelity_options(False)
-    together = transcriber.transcribe([inputs[n] for n in names], replace(options, batch_size=4))
+    together = transcriber.transcribe(
+        [inputs[n] for n in names], options=replace(options, batch_size=4)
+    )
     for name, transcript in zip(names, together, strict=True):
         alone = ours(name, options)
         assert transcript.duration == alone.duration
@@ -300,7 +304,7 @@ def test_live_batch_inputs_join_and_leave_between_windows(
             done_at[key], results[key] = steps, transcript
     assert done_at["clip"] == 1 and done_at["long"] > 1
     assert _timed_tokens(results["clip"]) == _timed_tokens(ours("clip4_en-m3.flac", options))
-    alone = transcriber.transcribe(recording, options)[0]
+    alone = transcriber.transcribe(recording, options=options)
     assert _timed_tokens(results["long"]) == _timed_tokens(alone)
     with pytest.raises(ValueError, match="vad options need transcribe"):
         transcriber.live(replace(options, vad=True)).add("x", inputs["long"])
@@ -351,7 +355,7 @@ def test_vad_decodes_each_speech_chunk_once(
 
     monkeypatch.setattr(transcribe_module, "decode_windows", counting)
     chunks = speech_chunks(inputs["long"])
-    transcript = transcriber.transcribe([inputs["long"]], VAD)[0]
+    transcript = transcriber.transcribe(inputs["long"], options=VAD)
     assert len(chunks) >= 2 and sum(decoded) == len(chunks)
     spans = [(c.start / SR - 1e-6, c.regions[-1][1] / SR + 1e-6) for c in chunks]
     for segment in transcript.segments:  # each inside one chunk, the last ones closed by it
@@ -380,7 +384,7 @@ def test_only_silence_or_noise_gives_no_segments(transcriber: Transcriber, tmp_p
     sf.write(silent, np.zeros(180 * SR, np.float32), SR, subtype="PCM_16")
     noise = np.random.default_rng(4).normal(0, 0.005, 40 * SR).astype(np.float32)
     started = time.perf_counter()
-    results = transcriber.transcribe([silent, noise], VAD)
+    results = transcriber.transcribe([silent, noise], options=VAD)
     elapsed = time.perf_counter() - started
     assert [(r.error, r.segments, r.duration) for r in results] == [
         (None, [], 180.0),
@@ -410,7 +414,7 @@ def mixed_inputs(tmp_path_factory: pytest.TempPathFactory) -> list:
 @pytest.mark.parametrize("path", ["sequential", "vad"])
 def test_bad_inputs_in_a_batch(transcriber: Transcriber, mixed_inputs: list, path: str) -> None:
     options = TranscribeOptions(vad=path == "vad")
-    results = transcriber.transcribe(mixed_inputs, options)
+    results = transcriber.transcribe(mixed_inputs, options=options, errors="collect")
     assert len(results) == len(mixed_inputs)
     first, empty, cut, text, nan, no_samples, ten_ms, last = results
     assert (first.error, first.text) == (None, GOOD["clip4_en-m3.flac"])
@@ -550,17 +554,17 @@ def test_bad_clip_timestamps_are_refused(options: dict, message: str) -> None:
 
 
 def test_one_input_alone_is_one_input(transcriber: Transcriber, inputs) -> None:
-    """A path or an array passed alone is not taken as a sequence of inputs."""
+    """A path or an array passed alone is not taken as a sequence of inputs: one Transcript."""
     name = next(iter(GOOD))
     options = TranscribeOptions(temperatures=0.0)
-    by_path = transcriber.transcribe(str(CLIPS / name), options)
-    by_array = transcriber.transcribe(inputs[name], options)
-    assert len(by_path) == len(by_array) == 1
-    assert by_path[0].error is None and by_path[0].text == by_array[0].text != ""
+    by_path = transcriber.transcribe(str(CLIPS / name), options=options)
+    by_array = transcriber.transcribe(inputs[name], options=options)
+    assert isinstance(by_path, Transcript) and isinstance(by_array, Transcript)
+    assert by_path.error is None and by_path.text == by_array.text != ""
 
 
 def test_language_is_case_insensitive(transcriber: Transcriber, inputs) -> None:
     assert TranscribeOptions(language="EN").language == "en"
     options = TranscribeOptions(language="English", temperatures=0.0)
-    (transcript,) = transcriber.transcribe(inputs[next(iter(GOOD))], options)
+    transcript = transcriber.transcribe(inputs[next(iter(GOOD))], options=options)
     assert transcript.error is None and transcript.language == "en"  # the code, as written

@@ -109,7 +109,7 @@ def test_unknown_language_names_the_known_codes(ours: Transcriber) -> None:
     with pytest.raises(ValueError, match=r"unknown language 'xx'.*en, zh, de"):
         ours.whisper.tokenizer.language_token("xx")
     with pytest.raises(ValueError, match="unknown language 'xx'"):
-        ours.iter_transcribe([], TranscribeOptions(language="xx"))
+        ours.iter_transcribe([], options=TranscribeOptions(language="xx"))
 
 
 def test_detect_language_matches_openai(ours: Transcriber, openai_model, audio) -> None:
@@ -169,7 +169,7 @@ def test_transcribe_detects_the_language_as_openai(
     options = TranscribeOptions(
         temperatures=(0.0,), condition_on_previous_text=False, word_timestamps=word_timestamps
     )
-    (transcript,) = ours.transcribe([audio], options)
+    transcript = ours.transcribe(audio, options=options)
     assert transcript.error is None
     assert transcript.language == reference["language"]
     # openai-whisper keeps the segments it blanks (empty or instantaneous); mmseq drops them
@@ -183,7 +183,7 @@ def test_transcribe_detects_the_language_as_openai(
 
 def test_vad_path_detects_on_the_speech_chunk(ours: Transcriber, audio) -> None:
     options = TranscribeOptions(temperatures=(0.0,), vad=True, without_timestamps=True)
-    (transcript,) = ours.transcribe([audio], options)
+    transcript = ours.transcribe(audio, options=options)
     (chunk,) = speech_chunks(audio)
     speech = np.concatenate([audio[start:end] for start, end in chunk.regions])
     features = ours.whisper.model.encoders["audio"].features
@@ -198,13 +198,13 @@ def test_vad_path_detects_on_the_speech_chunk(ours: Transcriber, audio) -> None:
 def test_english_only_model_refuses_other_languages_and_translation() -> None:
     tiny_en = Transcriber()
     with pytest.raises(ValueError, match="'de': this model is English-only"):
-        tiny_en.iter_transcribe([], TranscribeOptions(language="de"))
+        tiny_en.iter_transcribe([], options=TranscribeOptions(language="de"))
     with pytest.raises(ValueError, match="'translate': this model is English-only"):
-        tiny_en.iter_transcribe([], TranscribeOptions(task="translate"))
+        tiny_en.iter_transcribe([], options=TranscribeOptions(task="translate"))
     with pytest.raises(ValueError, match="needs a multilingual model"):
         detect_language(tiny_en.whisper, torch.zeros(1, 1500, 384))
     # English is what an English-only model speaks: asking for it changes nothing
-    assert list(tiny_en.iter_transcribe([], TranscribeOptions(language="en"))) == []
+    assert list(tiny_en.iter_transcribe([], language="en")) == []
 
 
 def test_unknown_task_is_refused() -> None:
@@ -225,12 +225,39 @@ def test_split_words_follows_openai_for_unspaced_languages(
 
 def test_vad_transcript_takes_the_language_of_most_speech() -> None:
     class Part:  # what _main_language reads of a chunk's transcript and of its chunk
-        def __init__(self, language: str = "en", samples: int = 0) -> None:
-            self.language, self.samples = language, samples
+        def __init__(self, language: str = "en", samples: int = 0, p: float = 0.9) -> None:
+            self.language, self.samples, self.language_probability = language, samples, p
 
-    parts = [Part("de"), Part("fr"), Part("de")]
+    parts = [Part("de"), Part("fr", p=0.8), Part("de")]
     chunks = [Part(samples=16000), Part(samples=40000), Part(samples=16000)]
-    assert _main_language(parts, chunks) == "fr"
+    # its probability: the speech-weighted mean, the chunks of other languages counting 0
+    assert _main_language(parts, chunks) == ("fr", pytest.approx(0.8 * 40000 / 72000))
+
+
+def test_language_probability_is_openai_whisper_s(ours: Transcriber, openai_model, audio) -> None:
+    """faster-whisper's info.language_probability: what openai-whisper's detect_language gives
+    the detected language (with vad: on the speech chunk as decoded); 1 when it is given."""
+    short = {"temperature": 0, "max_new_tokens": 4}
+    transcript = ours.transcribe(audio, **short)
+    mel = whisper.log_mel_spectrogram(torch.from_numpy(audio), padding=N_SAMPLES)[:, :N_FRAMES]
+    _, probs = openai_model.detect_language(mel)
+    assert transcript.language == max(probs, key=probs.get)
+    assert transcript.language_probability == pytest.approx(max(probs.values()), abs=1e-4)
+    assert 0 < transcript.language_probability < 1
+
+    with_vad = ours.transcribe(audio, vad=True, without_timestamps=True, **short)
+    (chunk,) = speech_chunks(audio)  # one chunk: the file's probability is the chunk's
+    speech = np.concatenate([audio[start:end] for start, end in chunk.regions])
+    features = ours.whisper.model.encoders["audio"].features
+    window = WindowedLogMel(features, torch.from_numpy(speech)).window(0)
+    with torch.inference_mode():
+        states = ours.whisper.model.encode("audio", window[None]).states
+        (expected,), probs = detect_language(ours.whisper, states)
+    assert with_vad.language == expected
+    assert with_vad.language_probability == pytest.approx(probs.max().item(), abs=1e-6)
+
+    given = ours.transcribe(audio, language="de", **short)
+    assert (given.language, given.language_probability) == ("de", 1.0)
 
 
 def test_cli_translate_writes_the_language(model_path: Path, tmp_path: Path) -> None:
@@ -261,7 +288,7 @@ def test_language_of_a_clipped_file_is_detected_on_its_start(
     on_start = detected(mel[:, :N_FRAMES])
     assert on_start != detected(mel[:, 31 * 100 : 31 * 100 + N_FRAMES])  # the test can tell
     options = TranscribeOptions(temperatures=(0.0,), clip_timestamps=(31.0,), max_new_tokens=8)
-    (transcript,) = ours.transcribe([samples], options)
+    transcript = ours.transcribe(samples, options=options)
     assert transcript.language == on_start
 
 

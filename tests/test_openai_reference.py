@@ -96,7 +96,7 @@ def mmseq_results(audios: dict[str, np.ndarray]) -> dict[int, dict[str, Transcri
     inputs = list(audios.values())
     results = {}
     for batch_size in BATCH_SIZES:
-        transcripts = transcriber.transcribe(inputs, reference_options(batch_size))
+        transcripts = transcriber.transcribe(inputs, options=reference_options(batch_size))
         results[batch_size] = dict(zip(audios, transcripts, strict=True))
     return results
 

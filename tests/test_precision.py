@@ -90,10 +90,10 @@ def test_int8_batch_gives_the_single_input_transcripts(int8_transcriber: Transcr
     """fbgemm's activation scale was one per call, so a batch's rows changed each other's
     tokens; with int8 decoder weights and unquantised activations they do not."""
     options = dict(temperatures=(0.0,), without_timestamps=True)
-    batched = int8_transcriber.transcribe(CLIPS, TranscribeOptions(batch_size=8, **options))
-    single = int8_transcriber.transcribe(CLIPS, TranscribeOptions(batch_size=1, **options))
+    batched = int8_transcriber.transcribe(CLIPS, batch_size=8, **options)
+    single = int8_transcriber.transcribe(CLIPS, batch_size=1, **options)
     assert [t.tokens for t in batched] == [t.tokens for t in single]
-    fp32 = Transcriber().transcribe(CLIPS, TranscribeOptions(batch_size=8, **options))
+    fp32 = Transcriber().transcribe(CLIPS, batch_size=8, **options)
     same_words = sum(a.text.split() == b.text.split() for a, b in zip(batched, fp32, strict=True))
     assert same_words >= len(CLIPS) - 1, [t.text for t in batched]
 
@@ -101,10 +101,11 @@ def test_int8_batch_gives_the_single_input_transcripts(int8_transcriber: Transcr
 def test_compile_gives_the_eager_tokens() -> None:
     """`Transcriber(compile=True)` (the CLI's --compile): the same tokens as eager fp32."""
     options = TranscribeOptions(temperatures=(0.0,), batch_size=2)
-    eager = Transcriber().transcribe(CLIPS[:2], options)
+    eager = Transcriber().transcribe(CLIPS[:2], options=options)
     compiled = Transcriber(compile=True)
     assert compiled.whisper.model.decoder._compiled_call_impl is not None  # nn.Module.compile
-    assert [t.tokens for t in compiled.transcribe(CLIPS[:2], options)] == [t.tokens for t in eager]
+    tokens = [t.tokens for t in compiled.transcribe(CLIPS[:2], options=options)]
+    assert tokens == [t.tokens for t in eager]
 
 
 def test_compile_refuses_int8() -> None:

@@ -85,8 +85,8 @@ def client(base: str) -> openai.OpenAI:
 @pytest.fixture(scope="module")
 def reference(transcriber: Transcriber) -> dict:
     """What `mmseq transcribe` gives on CLIP: its defaults, and with --word-timestamps."""
-    plain = transcriber.transcribe(CLIP, TranscribeOptions())[0]
-    words = transcriber.transcribe(CLIP, TranscribeOptions(word_timestamps=True))[0]
+    plain = transcriber.transcribe(CLIP)
+    words = transcriber.transcribe(CLIP, word_timestamps=True)
     return {"plain": plain, "words": words}
 
 
@@ -145,7 +145,7 @@ def test_streaming_as_the_sdk_parses_it(client, reference) -> None:  # noqa: ANN
 
 
 def test_chunking_auto_is_the_vad_path(client, transcriber) -> None:  # noqa: ANN001
-    expected = transcriber.transcribe(CLIP, TranscribeOptions(vad=True))[0]
+    expected = transcriber.transcribe(CLIP, vad=True)
     assert _create(client, chunking_strategy="auto").text == expected.text
     with pytest.raises(openai.BadRequestError):
         _create(client, chunking_strategy={"type": "server_vad"})
@@ -518,7 +518,7 @@ def test_a_short_request_joins_a_long_one_between_windows(
     assert sizes[0] == 1 and sizes[1] == 2 and sizes[-1] == 1  # joined, then left
     assert len(sizes) >= 5
     for result, path in ((short, CLIP), (long, long_recording)):
-        alone = transcriber.transcribe(path, options)[0]
+        alone = transcriber.transcribe(path, options=options)
         assert result.text_tokens == alone.text_tokens and result.text
         assert [s.start for s in result.segments] == [s.start for s in alone.segments]
 
@@ -620,7 +620,7 @@ def test_sigterm_finishes_the_requests_in_flight(
         assert server.wait(120) == 0, server.stderr.read().decode()[-2000:]
     finally:
         server.kill()
-    assert texts == [transcriber.transcribe(long_recording)[0].text]  # all of it
+    assert texts == [transcriber.transcribe(long_recording).text]  # all of it
 
 
 def _status(url: str) -> int:

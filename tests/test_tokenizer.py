@@ -262,7 +262,7 @@ def test_cli_trains_unigram_on_both_fields(tmp_path: Path, capsys) -> None:
     manifest = _pairs_manifest(tmp_path / "pairs.jsonl")
     out = tmp_path / "tok" / "unigram.json"
     argv = ["tokenizer", "train", str(manifest), "--out", str(out), "--kind", "unigram"]
-    code = main([*argv, "--fields", "source", "target", "--vocab-size", "400", "--quiet"])
+    code = main([*argv, "--fields", "source,target", "--vocab-size", "400", "--quiet"])
     assert code == 0
     assert "unigram" in capsys.readouterr().out
     tokenizer = TextTokenizer.from_file(out)

@@ -153,6 +153,7 @@ def test_a_checkpoint_holding_python_objects_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="evil.ckpt: refused to load"):
         load_trained(evil)
     assert not marker.exists()
+    (tmp_path / "x.png").touch()  # exists: a missing input is refused before any model loads
     assert main(["caption", "--model", str(evil), str(tmp_path / "x.png")]) == 2
     assert not marker.exists()
 

@@ -82,7 +82,7 @@ def tiny_en(one_thread: None):  # noqa: ANN201
 def clip_transcript(tiny_en):  # noqa: ANN001, ANN201
     """CLIP with its alignments and its word timestamps, batched as the CLI run batches it."""
     options = TranscribeOptions(keep_alignments=True, word_timestamps=True)
-    return Transcriber(tiny_en).transcribe([CLIP, OTHER], options)[0]
+    return Transcriber(tiny_en).transcribe([CLIP, OTHER], options=options)[0]
 
 
 def test_a_figure_per_good_file_and_an_error_line_for_the_bad_one(runs: dict) -> None:
@@ -148,7 +148,7 @@ def test_vad_chunks_are_placed_on_the_recording(tiny_en) -> None:  # noqa: ANN00
 
     audio = np.concatenate([np.zeros(5 * 16000, np.float32), sf.read(CLIP, dtype="float32")[0]])
     options = TranscribeOptions(vad=True, keep_alignments=True, word_timestamps=True)
-    (transcript,) = Transcriber(tiny_en).transcribe([audio], options)
+    transcript = Transcriber(tiny_en).transcribe(audio, options=options)
     (panel,) = [window_panel(a) for a in transcript.alignments]
     assert 4.0 < panel.start < 5.0 and panel.words[0].start == panel.start
     starts = [w.start for s in transcript.segments for w in s.words]

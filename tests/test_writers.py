@@ -164,7 +164,8 @@ def test_empty_transcript_files_are_valid() -> None:
     assert to_srt(empty) == ""
     assert to_vtt(empty) == "WEBVTT\n\n"
     assert to_tsv(empty) == "start\tend\ttext\n"
-    assert json.loads(to_json(empty)) == {"text": "", "segments": [], "language": "en"}
+    expected = {"text": "", "segments": [], "language": "en", "language_probability": None}
+    assert json.loads(to_json(empty)) == expected
 
 
 @pytest.mark.parametrize(

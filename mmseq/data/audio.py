@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +54,10 @@ class AudioStream:
     Channels are averaged per frame; other rates are resampled as by
     `torchaudio.functional.resample` of the whole file (see `StreamingResampler`).
 
-    Files libsndfile cannot read (AAC/M4A and others, through librosa's audioread fallback) are
-    decoded whole when opened: their stream holds the whole waveform, as does a stream made from
-    samples already in memory (a 1-D array, taken to be at `sample_rate`; not copied).
+    MP3 files, and files libsndfile cannot read (AAC/M4A and others), are decoded whole by
+    ffmpeg when opened (see `_decode_ffmpeg`): their stream holds the whole waveform, as does a
+    stream made from samples already in memory (a 1-D array, taken to be at `sample_rate`; not
+    copied).
 
     Raises AudioLoadError: when made, for a missing, empty, unknown or cut WAV file, or an array
     that is not 1-D or holds NaN/inf; while read, for a file found corrupt, truncated or
@@ -70,12 +74,15 @@ class AudioStream:
             return
         self.path = Path(source)
         _check_file(self.path)
+        if _is_mp3(self.path):
+            self._samples = _decode_mp3(self.path, sample_rate)
+            self._length = len(self._samples)
+            return
         try:
             info = sf.info(str(self.path))
         except (sf.LibsndfileError, RuntimeError) as sf_error:
-            # libsndfile knows neither the container nor the codec: try librosa's audioread
-            # backend (ffmpeg and friends) before giving up.
-            self._samples = _decode_fallback(self.path, sf_error, sample_rate)
+            # libsndfile knows neither the container nor the codec: ffmpeg may
+            self._samples = _decode_ffmpeg(self.path, sample_rate, _reason(sf_error))
             self._length = len(self._samples)
             return
         if info.frames == 0:
@@ -235,25 +242,96 @@ def _check_riff_length(path: Path) -> None:
             f.seek(size + (size & 1), 1)  # chunks are padded to an even size
 
 
-def _decode_fallback(path: Path, sf_error: Exception, sample_rate: int) -> np.ndarray:
-    """The whole file through librosa's audioread backend -> (n,) float32 at sample_rate."""
-    import librosa  # imported lazily: slow to import and rarely needed
+def _reason(error: Exception) -> str:
+    """libsndfile's own words, without soundfile's "Error opening '<path>': " in front."""
+    text = getattr(error, "error_string", None) or str(error)
+    return text.strip().rstrip(".")
 
+
+FFMPEG_HINT = "not installed (install ffmpeg to read mp3, m4a, aac, wma, webm, ... files)"
+
+
+def _decode_ffmpeg(path: Path, sample_rate: int, soundfile_error: str | None) -> np.ndarray:
+    """The whole file through ffmpeg (as openai-whisper reads every file) -> (n,) float32
+    mono at sample_rate, resampled and downmixed by ffmpeg. `soundfile_error`: why libsndfile
+    could not read it, for the message (None: libsndfile was not tried)."""
+    tried = "" if soundfile_error is None else f"soundfile: {soundfile_error}; "
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioLoadError(f"{path}: not a readable audio file: {tried}ffmpeg: {FFMPEG_HINT}")
+    command = [ffmpeg, "-nostdin", "-loglevel", "error", "-i", str(path)]
+    command += ["-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "-"]
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines() or ["failed"]
+        # ffmpeg's last line says why, after the input's name ("<path>: Invalid data ...")
+        reason = lines[-1].removeprefix(f"{path}: ").strip()
+        raise AudioLoadError(f"{path}: not a readable audio file: {tried}ffmpeg: {reason}")
+    samples = np.frombuffer(done.stdout, np.float32).copy()  # frombuffer's is read-only
+    if len(samples) == 0:
+        raise AudioLoadError(f"{path}: audio file has no samples")
+    if not np.isfinite(samples).all():
+        raise AudioLoadError(f"{path}: audio contains NaN or infinite samples")
+    return samples
+
+
+def header_seconds(path: str | os.PathLike) -> float:
+    """The duration a file's header declares, without decoding it (0.0 when libsndfile cannot
+    tell): for progress bars. MP3 headers are read with fd 2 silenced (see `_decode_mp3`)."""
     try:
-        with warnings.catch_warnings():
-            # librosa warns "PySoundFile failed. Trying audioread instead."; we know.
-            warnings.simplefilter("ignore")
-            audio, rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-    except Exception as exc:  # audioread raises several unrelated exception types
+        if _is_mp3(Path(path)):
+            with _fd2_silenced():
+                return float(sf.info(str(path)).duration)
+        return float(sf.info(str(path)).duration)
+    except (OSError, sf.LibsndfileError, RuntimeError):
+        return 0.0
+
+
+def _is_mp3(path: Path) -> bool:
+    """An .mp3 name, or an ID3 tag / MPEG audio frame sync at the start of the file."""
+    if path.suffix.lower() == ".mp3":
+        return True
+    with path.open("rb") as f:
+        head = f.read(3)
+    return head == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def _decode_mp3(path: Path, sample_rate: int) -> np.ndarray:
+    """MP3 through ffmpeg when it is installed; else libsndfile with fd 2 silenced.
+
+    libsndfile's MP3 decoder (libmpg123) writes warnings such as "Xing stream size off by more
+    than 1%" straight to file descriptor 2, past Python's sys.stderr, once per open and read;
+    ffmpeg with -loglevel error says nothing for such files.
+    """
+    if shutil.which("ffmpeg") is not None:
+        return _decode_ffmpeg(path, sample_rate, None)
+    try:
+        with _fd2_silenced():
+            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioLoadError(
-            f"{path}: not a readable audio file (soundfile: {sf_error}; audioread: {exc!r})"
-        ) from exc
-    audio = np.atleast_2d(audio).T  # librosa gives (n_channels, n_samples)
+            f"{path}: not a readable audio file: soundfile: {_reason(exc)}; ffmpeg: {FFMPEG_HINT}"
+        ) from None
     if audio.shape[0] == 0:
         raise AudioLoadError(f"{path}: audio file has no samples")
     if not np.isfinite(audio).all():
         raise AudioLoadError(f"{path}: audio contains NaN or infinite samples")
     mono = audio.mean(axis=1, dtype=np.float32)
-    if rate != sample_rate:
+    if rate != sample_rate:  # as the stream of a file libsndfile reads block by block
         mono = AF.resample(torch.from_numpy(mono), int(rate), sample_rate).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+@contextmanager
+def _fd2_silenced() -> Iterator[None]:
+    """File descriptor 2 points to /dev/null inside, for C libraries that write there.
+    What other threads write to stderr meanwhile is lost too: keep the block short."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -34,6 +34,8 @@ class VadOptions:
     speech_pad_ms: int = 200  # margin kept around each region so no word is clipped
     max_chunk_s: float = 30.0  # speech per chunk: one Whisper window
     max_gap_s: float = 3.0  # a longer pause between regions starts a new chunk
+    # speech ends below this probability (None: threshold - 0.15, silero's default)
+    neg_threshold: float | None = None
 
 
 class SileroVad(nn.Module):
@@ -136,6 +138,7 @@ def speech_regions(
         min_speech_duration_ms=options.min_speech_ms,
         min_silence_duration_ms=options.min_silence_ms,
         speech_pad_ms=options.speech_pad_ms,
+        neg_threshold=options.neg_threshold,
         max_speech_duration_s=options.max_chunk_s - 1.0,
         audio_length_samples=len(stream),
     )
@@ -190,6 +193,16 @@ class SpeechChunk:
     @property
     def samples(self) -> int:
         return sum(end - start for start, end in self.regions)
+
+    def region_at(self, seconds: float, end: bool = False) -> int:
+        """The index of the region that holds a time of the recording: a start at a region's
+        end belongs to the next region, an end (`end`) to that one; a time in a pause belongs
+        to the region after it."""
+        at = seconds * SAMPLE_RATE
+        for i, (_, stop) in enumerate(self.regions):
+            if at < stop or (end and at <= stop):
+                return i
+        return len(self.regions) - 1
 
     def recording_time(self, seconds: float, end: bool = False) -> float:
         """Seconds from the chunk's first sample -> seconds in the recording, within the

@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import Iterator
 
-from mmseq.config import COMPUTE_TYPES
+from mmseq.config import COMPUTE_TYPES, DEFAULT_WHISPER
 from mmseq.serve.config import OPENAI_UPLOAD_MB, ServeConfig
 
 log = logging.getLogger("mmseq.serve")
@@ -26,10 +26,10 @@ def add_serve_command(
     add = s.add_argument
     add("--host", default="127.0.0.1", help="(default: %(default)s)")
     add("--port", type=int, default=8000, help="(default: %(default)s)")
-    add("--model", default="tiny.en", help="the Whisper model, as for `mmseq transcribe`")
+    add("--model", default=DEFAULT_WHISPER, help="the Whisper model, as for `mmseq transcribe`")
     add("--caption-model", default=None, metavar="CKPT", help="serve /v1/images/captions")
     add("--text-model", default=None, metavar="DIR|CKPT", help="serve /v1/text/generations")
-    add("--device", default="cpu", help="cpu, cuda, ... (default: %(default)s)")
+    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ... (default: auto)")
     add(
         "--compute-type",
         default="float32",
@@ -82,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError(
             f"mmseq serve needs the serve extra ({err.name} is missing): pip install 'mmseq[serve]'"
         ) from None
-    check_device(args.device, args.compute_type)  # before the server starts
+    args.device = check_device(args.device, args.compute_type)  # before the server starts
     config = ServeConfig(
         model=args.model,
         caption_model=args.caption_model,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmseq.config import DEFAULT_WHISPER
+
 OPENAI_UPLOAD_MB = 25  # OpenAI's limit: 25 MiB, 26214400 bytes
 
 
@@ -19,10 +21,10 @@ class ServeConfig:
     timeout_s, timeout_per_audio_s: a transcription's time budget, from its arrival:
     timeout_s + timeout_per_audio_s x its duration (the queue counts); past it, 504."""
 
-    model: str | None = "tiny.en"  # None: no speech model
+    model: str | None = DEFAULT_WHISPER  # None: no speech model
     caption_model: str | None = None
     text_model: str | None = None
-    device: str = "cpu"
+    device: str = "auto"  # CUDA when present, else the CPU (mmseq.loading.check_device)
     compute_type: str = "float32"
     max_upload_mb: float = OPENAI_UPLOAD_MB
     max_audio_seconds: float | None = None

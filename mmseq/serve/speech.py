@@ -60,7 +60,7 @@ class SpeechModel:
     def check(self, options: TranscribeOptions) -> None:
         """Raise ValueError for what the model cannot do (a language it lacks), before any
         file is read."""
-        self.transcriber.iter_transcribe([], options)
+        self.transcriber.iter_transcribe([], options=options)
 
     def probe(self, path: str | os.PathLike) -> float:
         """The recording's duration in seconds, from its header; AudioError if it is not audio."""
@@ -85,7 +85,8 @@ class SpeechModel:
         for options, rows in groups.items():
             batched = replace(options, batch_size=max(options.batch_size, len(rows)))
             try:
-                transcripts = self.transcriber.transcribe([jobs[i].path for i in rows], batched)
+                paths = [jobs[i].path for i in rows]  # a bad file fails its request only
+                transcripts = self.transcriber.transcribe(paths, options=batched, errors="collect")
             except Exception as err:  # noqa: BLE001 - this group's requests fail, not others
                 transcripts = [err] * len(rows)
             for i, transcript in zip(rows, transcripts, strict=True):

@@ -21,6 +21,7 @@ import torch
 from mmseq.checkpoint import TrainedModel, is_mmseq_folder, load_trained
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, decode
+from mmseq.loading import check_device
 from mmseq.model import EncoderDecoder
 from mmseq.precision import apply_compute_type
 
@@ -49,6 +50,7 @@ class TextGenerator:
     tokenizer files) of type t5, mt5, bart, mbart, marian or pegasus; or a `.ckpt` written by
     `mmseq fit` (or the folder `mmseq export` makes of it) for a model with a text encoder.
     compute_type: float32, bfloat16, float16 (GPU) or int8 (CPU), see mmseq.precision.
+    device: "auto" (the default) is CUDA when present, else the CPU (int8: the CPU).
     source_lang / target_lang: for multilingual models: Marian's `>>xx<<` target prefix,
     mBART's forced target-language token, T5's task prefix from its `task_specific_params`.
     task: a key of T5's `task_specific_params` ("summarization", "translation_en_to_de", ...):
@@ -61,7 +63,7 @@ class TextGenerator:
     def __init__(
         self,
         model: str | os.PathLike | TrainedModel,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         compute_type: str = "float32",
         source_lang: str | None = None,
         target_lang: str | None = None,
@@ -70,6 +72,7 @@ class TextGenerator:
     ) -> None:
         if compile and compute_type == "int8":
             raise ValueError("compile: not with compute_type int8; use float32 or bfloat16")
+        device = check_device(device, compute_type)  # "auto": CUDA when present, else the CPU
         if isinstance(model, TrainedModel):  # loaded already (mmseq.load)
             self._use_trained(model)
             path = model.source

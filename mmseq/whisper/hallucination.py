@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from mmseq.encoders.audio_features import FRAMES_PER_SECOND, N_FRAMES
 from mmseq.whisper.segments import Segment, Word
-from mmseq.whisper.timing import APPEND_PUNCTUATION, PREPEND_PUNCTUATION
+from mmseq.whisper.timing import (
+    APPEND_PUNCTUATION,
+    IMPROBABLE,
+    LONGEST_HEARD_S,
+    PREPEND_PUNCTUATION,
+)
 
 # a word that is (a part of) this string is not scored; a substring test, as openai-whisper's
 PUNCTUATION = PREPEND_PUNCTUATION + APPEND_PUNCTUATION
@@ -26,11 +31,11 @@ def word_anomaly(word: Word) -> float:
     """How unlike speech a timed word is: 1 if improbable, plus a penalty when too short or
     too long."""
     duration = word.end - word.start
-    score = 1.0 if word.probability < 0.15 else 0.0
+    score = 1.0 if word.probability < IMPROBABLE else 0.0
     if duration < 0.133:
         score += (0.133 - duration) * 15
-    if duration > 2.0:
-        score += duration - 2.0
+    if duration > LONGEST_HEARD_S:
+        score += duration - LONGEST_HEARD_S
     return score
 
 

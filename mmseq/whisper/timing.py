@@ -122,6 +122,9 @@ class Alignment:
     frame_index: np.ndarray
     words: list[WordTiming]
     offset: float = 0.0
+    # a VAD chunk's: its frames are speech regions back to back (pauses cut out), so times
+    # past `offset` count speech, not the recording
+    speech_time: bool = False
 
 
 @torch.inference_mode()
@@ -265,3 +268,44 @@ def _fix_bounds(
         last.end = max(last.start + median, segment.end)
     else:
         segment.end = last.end
+
+
+# hallucination.word_anomaly's tell-tale signs of an invented word
+IMPROBABLE = 0.15  # probability below this
+LONGEST_HEARD_S = 2.0  # duration above this
+
+
+def is_heard(word: Word) -> bool:
+    """Whether a word's timing says it was spoken: neither instantaneous nor very long. Over
+    silence or noise the DTW path piles invented words onto one frame or stretches one over
+    seconds (measured on tiny.en over 15 s of noise: zero-length words and words of 2.6-6.9 s,
+    where spoken ones last 0.1-0.6 s). Probability is no sign here: spoken first words of a
+    segment often score below IMPROBABLE (measured: "Please", 0.21, spoken at 39.6 s)."""
+    return 0.0 < word.end - word.start <= LONGEST_HEARD_S
+
+
+def tighten_to_words(segment: Segment) -> None:
+    """Move a segment's bounds onto its heard words (from the first one's start to the last
+    one's end, an edge word no longer than twice the median word) and keep its words within
+    them. openai-whisper's segment times are its timestamp tokens', which often run over the
+    silence or noise before or after the speech. A segment with words but none heard (text
+    invented over noise) gets no duration: it is kept, at its first word's start, so that
+    tokens and text stay openai-whisper's. Without words (nothing could be aligned) the times
+    stay as decoded."""
+    if not segment.words:
+        return
+    heard = [w for w in segment.words if is_heard(w)]
+    if heard:
+        # the path often stretches the last word over the silence after it (measured: "away"
+        # 42.86-44.56 s, speech ended at 43.54 s) and the first over the silence before it:
+        # an edge word keeps at most openai-whisper's longest plausible word, twice the median
+        durations = [w.end - w.start for w in segment.words if w.end > w.start]
+        longest = 2 * min(0.7, float(np.median(durations)))
+        first, last = heard[0], heard[-1]
+        segment.start = max(first.start, round(first.end - longest, 2))
+        segment.end = min(last.end, round(last.start + longest, 2))
+    else:
+        segment.start = segment.end = segment.words[0].start
+    for word in segment.words:
+        word.start = min(max(word.start, segment.start), segment.end)
+        word.end = min(max(word.end, word.start), segment.end)
