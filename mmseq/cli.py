@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from mmseq import __version__
-from mmseq.config import COMPUTE_TYPES, DEFAULT_WHISPER
+from mmseq.config import (
+    COMPUTE_TYPES,
+    DEFAULT_WHISPER,
+    TEMPERATURE_INCREMENT,
+    fallback_temperatures,
+)
 
 log = logging.getLogger("mmseq")
 
@@ -168,22 +173,8 @@ def _from_args(cls: type, args: argparse.Namespace, **overrides: object):  # noq
     return cls(**(given | overrides))
 
 
-def fallback_temperatures(first: float, increment: float | None) -> tuple[float, ...]:
-    """openai-whisper's schedule: `first`, then `increment` hotter up to 1.0 (none: `first`
-    only). Rounded, so that the defaults (0, 0.2) give TranscribeOptions' own (0, 0.2, ...,
-    1.0) exactly, not numpy.arange's 0.6000000000000001."""
-    if increment is None or first >= 1.0:
-        return (first,)
-    if increment <= 0:
-        raise ValueError(
-            f"--temperature-increment-on-fallback: expected a number > 0 or 'none', got {increment}"
-        )
-    steps = math.floor((1.0 - first) / increment + 1e-6)
-    return tuple(round(first + i * increment, 6) for i in range(steps + 1))
-
-
 # openai-whisper's defaults, which `mmseq transcribe` equals
-DEFAULT_TEMPERATURE, DEFAULT_TEMPERATURE_INCREMENT = 0.0, 0.2
+DEFAULT_TEMPERATURE = 0.0
 
 
 class VerboseTranscriber:
@@ -787,7 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--temperature-increment-on-fallback",
         type=_optional_float,
-        default=DEFAULT_TEMPERATURE_INCREMENT,
+        default=TEMPERATURE_INCREMENT,
         metavar="INCREMENT",
         help="decode a window again this much hotter, up to 1.0, while its text looks wrong "
         "(see the thresholds); 'none': never (default: %(default)s: 0, 0.2, ..., 1.0)",

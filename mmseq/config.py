@@ -7,6 +7,7 @@ typo in a YAML file never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -23,6 +24,22 @@ COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
 # The Whisper model loaded when none is named: embedded (mmseq.whisper.embedded), here so that
 # the CLI's parsers name it without importing torch.
 DEFAULT_WHISPER = "tiny.en"
+# openai-whisper's temperature fallback: each retry of a window this much hotter, up to 1.0
+TEMPERATURE_INCREMENT = 0.2
+
+
+def fallback_temperatures(
+    first: float = 0.0, increment: float | None = TEMPERATURE_INCREMENT
+) -> tuple[float, ...]:
+    """openai-whisper's schedule: `first`, then `increment` hotter up to 1.0 (None: `first`
+    only). Rounded, so that the defaults give (0, 0.2, ..., 1.0) exactly, not numpy.arange's
+    0.6000000000000001."""
+    if increment is None or first >= 1.0:
+        return (first,)
+    if increment <= 0:
+        raise ValueError(f"temperature increment on fallback: expected > 0 or none: {increment}")
+    steps = math.floor((1.0 - first) / increment + 1e-6)
+    return tuple(round(first + i * increment, 6) for i in range(steps + 1))
 
 T = TypeVar("T")
 

@@ -22,6 +22,7 @@ from typing import Any, Literal, overload
 import numpy as np
 import torch
 
+from mmseq.config import fallback_temperatures
 from mmseq.data.audio import AudioLoadError, AudioStream
 from mmseq.data.vad import SpeechChunk, VadOptions, speech_chunks
 from mmseq.encoders.audio_features import (
@@ -62,7 +63,7 @@ class TranscribeOptions:
     beam_size: int = 1  # 1: greedy
     best_of: int = 5
     length_penalty: float = 1.0
-    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    temperatures: tuple[float, ...] = fallback_temperatures()  # 0, 0.2, ..., 1.0
     compression_ratio_threshold: float | None = 2.4
     logprob_threshold: float | None = -1.0
     no_speech_threshold: float | None = 0.6

@@ -70,7 +70,7 @@ def test_temperature_schedule_is_openai_whispers() -> None:
         1.0,
     )
     assert fallback_temperatures(1.0, 0.2) == (1.0,)
-    with pytest.raises(ValueError, match="increment-on-fallback: expected a number > 0"):
+    with pytest.raises(ValueError, match="increment on fallback: expected > 0 or none"):
         fallback_temperatures(0.0, 0.0)
 
 

@@ -636,3 +636,12 @@ def _status(url: str) -> int:
 def _metrics(url: str) -> str:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
         return response.read().decode()
+
+
+def test_a_request_temperature_falls_back_as_openai_whisper() -> None:
+    from mmseq.serve.audio import _temperatures
+    from mmseq.transcription import TranscribeOptions
+
+    assert _temperatures(None) == _temperatures("0") == TranscribeOptions().temperatures
+    assert _temperatures("0.3") == (0.3, 0.5, 0.7, 0.9)
+    assert _temperatures("1") == (1.0,)

@@ -200,7 +200,7 @@ def _check_audio(path: Path) -> float:
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError):
-        # Not a format libsndfile knows (e.g. m4a): decode it as training would, via librosa.
+        # Not a format libsndfile knows (e.g. m4a): decode it as training would, via ffmpeg.
         try:
             return len(load_audio(path)) / 16000
         except AudioLoadError as exc:

@@ -1,9 +1,9 @@
 """POST /v1/audio/transcriptions and /v1/audio/translations, as OpenAI's API takes them.
 
 The request's options become the `TranscribeOptions` that `mmseq transcribe` would use with
-the matching flags (prompt: --initial-prompt, temperature T > 0: --temperature T T+0.2 ... 1.0
-as openai-whisper's fallback, word granularity: --word-timestamps, chunking_strategy auto:
---vad), so the text is the same.
+the matching flags (prompt: --initial-prompt; temperature T > 0: --temperature T, retried 0.2
+hotter up to 1.0 as openai-whisper's fallback; word granularity: --word-timestamps;
+chunking_strategy auto: --vad), so the text is the same.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from mmseq.config import fallback_temperatures
 from mmseq.serve.errors import APIError, ClientDisconnected, bad_request, internal_error
 from mmseq.serve.formats import (
     GRANULARITIES,
@@ -36,7 +36,6 @@ from mmseq.serve.uploads import field, read_form, save, upload
 from mmseq.transcription import TranscribeOptions, Transcript
 
 router = APIRouter()
-FALLBACK_STEP = 0.2  # openai-whisper's --temperature_increment_on_fallback
 TRANSLATION_FIELDS = {"file", "model", "prompt", "response_format", "temperature"}
 TRANSCRIPTION_FIELDS = TRANSLATION_FIELDS | {
     "language",
@@ -162,7 +161,7 @@ def _temperatures(text: str | None) -> tuple[float, ...]:
         raise bad_request(f"temperature {value}: expected 0 to 1.", param="temperature")
     if value == 0:
         return TranscribeOptions().temperatures
-    return tuple(round(float(t), 4) for t in np.arange(value, 1.0 + 1e-6, FALLBACK_STEP))
+    return fallback_temperatures(value)
 
 
 def _chunking(value: str | None) -> bool:
