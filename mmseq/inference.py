@@ -19,7 +19,7 @@ from mmseq.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, encoder_transf
 from mmseq.data.tokenizer import WhisperTextTokenizer
 from mmseq.encoders.audio_features import SAMPLE_RATE
 from mmseq.generation import GenerationConfig, GenerationOutput, generate
-from mmseq.loading import check_device
+from mmseq.precision import check_device
 from mmseq.whisper.loading import Whisper
 
 CHUNK_SECONDS = 30.0

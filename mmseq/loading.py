@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from mmseq.errors import CheckpointError
 
 if TYPE_CHECKING:  # torch loads with the model, not with mmseq.loading
-    import torch
+    pass
 
 
 def load(
@@ -34,6 +34,7 @@ def load(
     """The Transcriber, ChunkTranscriber, Captioner or TextGenerator for `model` (see above);
     device "auto" is CUDA when present, else the CPU (see `check_device`)."""
     from mmseq.checkpoint import is_trained
+    from mmseq.precision import check_device
 
     device = str(check_device(device, compute_type))
     path = Path(model)
@@ -53,27 +54,6 @@ def load(
     from mmseq.transcription import Transcriber
 
     return Transcriber(model, device=device, compute_type=compute_type, compile=compile)
-
-
-def check_device(device: str | torch.device, compute_type: str = "float32") -> str | torch.device:
-    """The device to load on: "auto" becomes "cuda" when a CUDA GPU is present, else "cpu"
-    (int8 always "cpu": its kernels are the CPU's), as faster-whisper's device="auto" does;
-    any other device is returned as given. Refuses, before any model loads, a device this
-    machine lacks and float16 on the CPU (emulated: many times slower than float32; bfloat16
-    or int8 are the CPU's fast types)."""
-    import torch
-
-    asked = device  # named in the errors: "auto" found no GPU, rather than "cpu"
-    if str(device) == "auto":
-        device = "cuda" if compute_type != "int8" and torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA GPU is available here; use cpu")
-    if compute_type == "float16" and not str(device).startswith("cuda"):
-        raise ValueError(
-            f"--compute-type float16 needs a GPU (--device {asked}); on the CPU use bfloat16 "
-            "(fast with AVX-512 BF16 or AMX) or int8"
-        )
-    return device
 
 
 def load_as(expected: type, model: str | os.PathLike, role: str, **options: Any) -> Any:

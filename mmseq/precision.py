@@ -113,3 +113,23 @@ def _int8_weights(decoder: TextDecoder) -> None:
                     isinstance(module, CrossAttention) and name == "kv"
                 ):
                     setattr(module, name, Int8WeightLinear.from_linear(child))
+
+
+def check_device(device: str | torch.device, compute_type: str = "float32") -> str | torch.device:
+    """The device to load on: "auto" becomes "cuda" when a CUDA GPU is present, else "cpu"
+    (int8 always "cpu": its kernels are the CPU's), as faster-whisper's device="auto" does;
+    any other device is returned as given. Refuses, before any model loads, a device this
+    machine lacks and float16 on the CPU (emulated: many times slower than float32; bfloat16
+    or int8 are the CPU's fast types)."""
+    asked = device  # named in the errors: "auto" found no GPU, rather than "cpu"
+    if str(device) == "auto":
+        device = "cuda" if compute_type != "int8" and torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here; use cpu")
+    if compute_type == "float16" and not str(device).startswith("cuda"):
+        where = "--device auto found none here" if asked == "auto" else f"not --device {asked}"
+        raise ValueError(
+            f"--compute-type float16 needs a CUDA GPU ({where}); on the CPU use bfloat16 "
+            "(fast with AVX-512 BF16 or AMX) or int8"
+        )
+    return device

@@ -32,8 +32,7 @@ from mmseq.encoders.audio_features import (
     ForwardReader,
     WindowedLogMel,
 )
-from mmseq.loading import check_device
-from mmseq.precision import Int8WeightLinear, apply_compute_type
+from mmseq.precision import Int8WeightLinear, apply_compute_type, check_device
 from mmseq.whisper import DEFAULT_MODEL, Whisper, load_whisper
 from mmseq.whisper.decoding import (
     DecodingOptions,

@@ -23,7 +23,7 @@ import torch
 import mmseq
 import mmseq.transcription
 from mmseq.data.audio import AudioLoadError, load_audio
-from mmseq.loading import check_device
+from mmseq.precision import check_device
 from mmseq.transcription import TranscribeOptions, Transcriber, Transcript
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -162,7 +162,7 @@ def test_auto_picks_cuda_when_present(
 
 def test_auto_without_a_gpu_refuses_float16_naming_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match=r"float16 needs a GPU \(--device auto\)"):
+    with pytest.raises(ValueError, match=r"float16 needs a CUDA GPU \(--device auto found none"):
         check_device("auto", "float16")
 
 

@@ -236,7 +236,7 @@ def test_a_gpu_this_machine_lacks_is_a_usage_error(command: str, capsys) -> None
     assert "Traceback" not in err
     if command != "caption":  # captioners run in float32
         assert main([command, "--compute-type", "float16", *COMMANDS[command]]) == 2
-        assert "--compute-type float16 needs a GPU" in capsys.readouterr().err
+        assert "--compute-type float16 needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_no_option_is_taken_by_its_prefix(capsys) -> None:  # noqa: ANN001

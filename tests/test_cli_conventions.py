@@ -475,3 +475,24 @@ def test_verbose_on_a_terminal_prints_the_segments_not_the_transcript_again(
     assert main(["-q", "transcribe", str(CLIP), "--vad", "--verbose", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out == "[00:00.000 --> 00:04.000]  Hello.\n[01:04.500 --> 01:06.000]  Again.\n"
+
+
+def test_vad_without_silero_is_a_usage_error_before_the_model_loads(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    import mmseq.transcription
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "silero_vad" else real(name, *a),
+    )
+    loaded = []
+    monkeypatch.setattr(mmseq.transcription, "load_whisper", lambda *a, **k: loaded.append(a))
+    clip = str(CLIPS / "clip1_en-us.flac")
+    assert main(["transcribe", clip, "--vad"]) == 2
+    assert "--vad needs the silero-vad package: pip install 'mmseq[vad]'" in capsys.readouterr().err
+    assert not loaded

@@ -38,3 +38,16 @@ def test_demo_transcribes_trains_and_summarises(
     assert printed.count("WRONG, truth") + printed.count("(ok)") == demo.SHOW
     # the data is made once: the next run keeps it
     assert make_demo(data, shapes=False, speech=False, progress=False, **demo.DIGITS)["reused"]
+
+
+def test_demo_says_when_its_budget_ran_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digits = {"n_digits_train": 64, "n_digits_val": 8, "n_digits_test": 12}
+    monkeypatch.setattr(demo, "DIGITS", digits)
+    monkeypatch.chdir(tmp_path)
+    args = ["--out", str(tmp_path / "out"), "--data", str(tmp_path / "data"), "--no-speech"]
+    assert demo.main([*args, "--minutes", "0.01", "--epochs", "3"]) == 0  # a 0-second budget
+    printed = capsys.readouterr().out
+    assert "note: the 0.01-minute budget ran out after 0 of 3 epochs" in printed
+    assert "OMP_WAIT_POLICY=PASSIVE" in printed

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,27 @@ def test_fit_without_the_flag_writes_under_runs(
     # one step of two: training stops before any validation, with nothing to monitor yet
     run(["fit", "--config", path, "--trainer.max_steps", "1"])
     assert (tmp_path / "runs" / "mmseq" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_checkpoint_is_not_tested_with_another_tokenizer(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The ids of another tokenizer mean other words: `mmseq test --ckpt_path` after the
+    tokenizer.json was rewritten (`mmseq data make-demo` with other parts, say) is a short
+    error, not a run of garbage predictions and scores."""
+    from mmseq.cli import main
+    from mmseq.data.tokenizer import train_bpe
+
+    tokenizer = tmp_path / "tokenizer.json"
+    shutil.copyfile(demo / "tokenizer.json", tokenizer)
+    settings = caption_config(demo, tmp_path, max_steps=1)
+    settings["model"]["tokenizer"] = str(tokenizer)
+    config = write_config(tmp_path / "run.yaml", settings)
+    run(["fit", "--config", config])
+    argv = ["test", "--config", config, "--ckpt_path", str(next(tmp_path.rglob("last.ckpt")))]
+    capsys.readouterr()
+    assert main(argv) == 0  # its own tokenizer: tested as usual
+    train_bpe(["a different corpus entirely", "with other words"] * 50, 300).save(tokenizer)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mmseq test: error: model.tokenizer {tokenizer}: not the tokenizer")

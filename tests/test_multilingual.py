@@ -167,7 +167,10 @@ def test_transcribe_detects_the_language_as_openai(
         verbose=None,
     )
     options = TranscribeOptions(
-        temperatures=(0.0,), condition_on_previous_text=False, word_timestamps=word_timestamps
+        temperatures=(0.0,),
+        condition_on_previous_text=False,
+        word_timestamps=word_timestamps,
+        raw_timestamps=True,  # openai-whisper's times, to compare with its words
     )
     transcript = ours.transcribe(audio, options=options)
     assert transcript.error is None

@@ -74,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from mmseq.loading import check_device
+        from mmseq.precision import check_device
         from mmseq.serve.app import create_app
 
         draining_server = _server_class()

@@ -21,9 +21,8 @@ import torch
 from mmseq.checkpoint import TrainedModel, is_mmseq_folder, load_trained
 from mmseq.errors import CheckpointError
 from mmseq.generation import GenerationConfig, decode
-from mmseq.loading import check_device
 from mmseq.model import EncoderDecoder
-from mmseq.precision import apply_compute_type
+from mmseq.precision import apply_compute_type, check_device
 
 # Without max_length/max_new_tokens in the model's generation config, transformers stops at 20
 # tokens in all, which cuts most sentences short; mmseq allows this many (within n_ctx).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import statistics
 from pathlib import Path
@@ -363,6 +364,14 @@ class Seq2SeqModule(pl.LightningModule):
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("mmseq", {}).get("tokenizer")
+        if saved is not None and not same_vocabulary(saved, self.tokenizer.to_json()):
+            # the ids would mean other words: every prediction and loss would be garbage
+            raise CheckpointError(
+                f"model.tokenizer {self.hparams.tokenizer}: not the tokenizer this checkpoint "
+                "was trained with (their ids differ); pass the tokenizer.json it was trained "
+                "with (`mmseq caption`/`transcribe` use the one inside the checkpoint)"
+            )
         self.tasks = dict(checkpoint.get("mmseq", {}).get("tasks", {}))
         resuming = getattr(getattr(self._trainer, "state", None), "fn", None) == "fit"
         if resuming and "rng_states" in checkpoint:
@@ -425,3 +434,17 @@ def _merge(base: dict, override: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def same_vocabulary(a: str, b: str) -> bool:
+    """Whether two serialised tokenizers map text to the same ids: the same model (vocabulary,
+    merges or pieces) and added tokens. Serialisations that are not tokenizer.json documents
+    are compared as they are."""
+    try:
+        first, second = json.loads(a), json.loads(b)
+    except ValueError:
+        return a == b
+    if not (isinstance(first, dict) and isinstance(second, dict)):
+        return first == second
+    keys = ("model", "added_tokens")
+    return all(first.get(key) == second.get(key) for key in keys)
