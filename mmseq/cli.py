@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -593,6 +593,26 @@ TRANSCRIBE_EPILOG = (
 )
 
 
+def add_device_option(add: Callable[..., Any]) -> None:
+    """`--device` as every model-running command takes it (mmseq.precision.check_device reads
+    it before a model loads)."""
+    add(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present, else cpu), cpu, cuda, cuda:1, ... (default: %(default)s)",
+    )
+
+
+def add_compute_type_option(add: Callable[..., Any], what: str) -> None:
+    """`--compute-type` (COMPUTE_TYPES, float32 by default); `what` opens its help."""
+    add(
+        "--compute-type",
+        default="float32",
+        choices=COMPUTE_TYPES,
+        help=f"{what} (default: %(default)s)",
+    )
+
+
 def _str2bool(text: str) -> bool:
     """openai-whisper's True/False option values (any case)."""
     value = {"true": True, "false": False}.get(text.lower())
@@ -913,18 +933,9 @@ def build_parser() -> argparse.ArgumentParser:
     cues.add_argument(
         "--highlight-words", action="store_true", help="underline each word as it is spoken"
     )
-    add(
-        "--device",
-        default="auto",
-        help="auto (CUDA when present, else cpu), cpu, cuda, cuda:1, ... (default: %(default)s)",
-    )
+    add_device_option(add)
     add("--threads", type=int, default=None, help="CPU threads (default, or 0: PyTorch's)")
-    add(
-        "--compute-type",
-        default="float32",
-        choices=COMPUTE_TYPES,
-        help="weights' precision (default: %(default)s)",
-    )
+    add_compute_type_option(add, "weights' precision")
     add(
         "--compile",
         action="store_true",
@@ -978,7 +989,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="save DIR/<image name>.png per image: the decoder's cross-attention for each "
         "generated word over the image",
     )
-    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ... (default: auto)")
+    add_device_option(add)
     c.set_defaults(run=_caption)
 
     from mmseq.cli_text import add_text_commands

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmseq.config import COMPUTE_TYPES
+from mmseq.cli import add_compute_type_option, add_device_option
 
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
@@ -146,13 +146,8 @@ def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
     add("--beam-size", type=_positive, default=None, help="1 = greedy (default: the model's)")
     add("--max-new-tokens", type=_positive, default=None, help="(default: the model's)")
     add("--batch-size", type=_positive, default=32, help="inputs decoded together (default: 32)")
-    add(
-        "--compute-type",
-        choices=COMPUTE_TYPES,
-        default="float32",
-        help="int8: CPU only; bfloat16 is fast on CPUs with AVX-512 BF16/AMX (default: float32)",
-    )
-    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ... (default: auto)")
+    add_compute_type_option(add, "int8: CPU only; bfloat16 is fast on CPUs with AVX-512 BF16/AMX")
+    add_device_option(add)
     add(
         "--compile",
         action="store_true",

@@ -155,17 +155,17 @@ def evaluate(checkpoint: str, manifest: Path) -> dict:
     images = [str(manifest.parent / row["image_filepath"]) for row in rows]
     truths = [row["caption"] for row in rows]
     predictions = [r.caption or "" for r in Captioner(checkpoint).caption(images, batch_size=64)]
+    right = [p == t for p, t in zip(predictions, truths, strict=True)]
     print(f"\nunseen handwriting ({manifest}):")
-    for image, prediction, truth in list(zip(images, predictions, truths, strict=True))[:SHOW]:
-        verdict = "ok" if prediction == truth else f"WRONG, truth: {truth!r}"
+    shown = list(zip(images, predictions, truths, right, strict=True))[:SHOW]
+    for image, prediction, truth, ok in shown:
+        verdict = "ok" if ok else f"WRONG, truth: {truth!r}"
         print(f"  {Path(image).name}: {prediction!r} ({verdict})")
-    exact = sum(p == t for p, t in zip(predictions, truths, strict=True)) / len(truths)
-    shown = sum(p == t for p, t in zip(predictions[:SHOW], truths[:SHOW], strict=True))
     return {
-        "exact": exact,
+        "exact": sum(right) / len(right),
         "words": word_accuracy(predictions, truths),
         "n": len(truths),
-        "shown_right": shown,
+        "shown_right": sum(right[:SHOW]),
     }
 
 

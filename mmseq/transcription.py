@@ -17,13 +17,14 @@ import os
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Literal, overload
 
 import numpy as np
 import torch
 
 from mmseq.config import fallback_temperatures
-from mmseq.data.audio import AudioLoadError, AudioStream
+from mmseq.data.audio import AudioLoadError, AudioStream, check_file
 from mmseq.data.vad import SpeechChunk, VadOptions, speech_chunks
 from mmseq.encoders.audio_features import (
     FRAMES_PER_SECOND,
@@ -296,7 +297,7 @@ class Transcriber:
         """
         if errors not in ("raise", "collect"):
             raise ValueError(f"errors: expected 'raise' or 'collect', got {errors!r}")
-        single = isinstance(inputs, (str, os.PathLike, np.ndarray))
+        single = _is_one_input(inputs)
         results = []
         for transcript in self.iter_transcribe(inputs, options=options, **overrides):
             if transcript.error is not None and errors == "raise":
@@ -322,7 +323,7 @@ class Transcriber:
         """
         options = _with_overrides(options, overrides)
         self._check_language(options)
-        if isinstance(inputs, (str, os.PathLike, np.ndarray)):
+        if _is_one_input(inputs):
             inputs = [inputs]  # not its characters or rows
         jobs = (_load(item) for item in inputs)
         engine = self._vad_engine if options.vad else self._engine
@@ -799,6 +800,11 @@ def _tighten_in_regions(segment: Segment, chunk: SpeechChunk) -> None:
         segment.end = max(segment.end, decoded[1])
 
 
+def _is_one_input(inputs: AudioInput | Sequence[AudioInput]) -> bool:
+    """A path or an array is one input (not a sequence of characters or rows)."""
+    return isinstance(inputs, (str, os.PathLike, np.ndarray))
+
+
 def _with_overrides(
     options: TranscribeOptions | None, overrides: dict[str, Any]
 ) -> TranscribeOptions:
@@ -857,12 +863,12 @@ def transcribe(
     `Transcriber(model).transcribe`; keep a Transcriber to load the model once for many calls.
     Misspelt options and (with errors="raise") missing files fail before the model loads."""
     merged = _with_overrides(options, overrides)
-    single = isinstance(inputs, (str, os.PathLike, np.ndarray))
+    single = _is_one_input(inputs)
     items = [inputs] if single else list(inputs)  # an iterator is read once
     if errors == "raise":
         for item in items:
-            if not isinstance(item, np.ndarray) and not os.path.exists(item):
-                raise AudioLoadError(f"{item}: audio file does not exist")
+            if not isinstance(item, np.ndarray):
+                check_file(Path(item))
     results = Transcriber(model).transcribe(items, options=merged, errors=errors)
     return results[0] if single else results
 

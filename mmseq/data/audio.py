@@ -73,7 +73,7 @@ class AudioStream:
             self._length = len(self._samples)
             return
         self.path = Path(source)
-        _check_file(self.path)
+        check_file(self.path)
         if _is_mp3(self.path):
             self._samples = _decode_mp3(self.path, sample_rate)
             self._length = len(self._samples)
@@ -208,7 +208,8 @@ def _checked_samples(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return samples
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """AudioLoadError unless `path` is an existing, non-empty file (before anything reads it)."""
     if not path.exists():
         raise AudioLoadError(f"{path}: audio file does not exist")
     if path.is_dir():

@@ -130,7 +130,7 @@ def make_demo(
                 continue
             start = time.perf_counter()
             # a part is written in full or not at all: its stamp, last, records what it holds
-            stamp = {"format": FORMAT, "seed": seed, "counts": request[part]}
+            stamp = _part_stamp(request, part)
             rows = None if force else _complete_part(out / part, stamp)
             if rows is None:
                 rows = write(out / part, bar)
@@ -165,10 +165,17 @@ def complete_summary(out: Path, request: dict) -> dict | None:
     if not (out / "tokenizer.json").is_file():
         return None
     for part in TEXT_FIELD:
-        stamp = {"format": FORMAT, "seed": request["seed"], "counts": request[part]}
-        if request[part] is not None and _complete_part(out / part, stamp) is None:
+        if (
+            request[part] is not None
+            and _complete_part(out / part, _part_stamp(request, part)) is None
+        ):
             return None
     return summary
+
+
+def _part_stamp(request: dict, part: str) -> dict:
+    """What a part's complete.json records: enough to tell whether it holds what is asked."""
+    return {"format": request["format"], "seed": request["seed"], "counts": request[part]}
 
 
 def _complete_part(folder: Path, stamp: dict) -> dict[str, list[dict]] | None:

@@ -8,7 +8,8 @@ import logging
 import signal
 from collections.abc import Iterator
 
-from mmseq.config import COMPUTE_TYPES, DEFAULT_WHISPER
+from mmseq.cli import add_compute_type_option, add_device_option
+from mmseq.config import DEFAULT_WHISPER
 from mmseq.serve.config import OPENAI_UPLOAD_MB, ServeConfig
 
 log = logging.getLogger("mmseq.serve")
@@ -29,13 +30,8 @@ def add_serve_command(
     add("--model", default=DEFAULT_WHISPER, help="the Whisper model, as for `mmseq transcribe`")
     add("--caption-model", default=None, metavar="CKPT", help="serve /v1/images/captions")
     add("--text-model", default=None, metavar="DIR|CKPT", help="serve /v1/text/generations")
-    add("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ... (default: auto)")
-    add(
-        "--compute-type",
-        default="float32",
-        choices=COMPUTE_TYPES,
-        help="weights' precision (default: %(default)s)",
-    )
+    add_device_option(add)
+    add_compute_type_option(add, "weights' precision")
     add(
         "--max-upload-mb",
         type=float,
