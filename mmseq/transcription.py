@@ -60,9 +60,12 @@ Errors = Literal["raise", "collect"]
 class TranscribeOptions:
     """Defaults are openai-whisper's command line's (best_of 5, fallback, timestamps)."""
 
-    beam_size: int = 1  # 1: greedy
+    beam_size: int = 1  # 1: greedy; else openai-whisper's beam search at temperature 0
+    patience: float | None = None  # beam search: wait for beam_size * patience hypotheses
     best_of: int = 5
-    length_penalty: float = 1.0
+    # rank beams and samples by the sum of log-probabilities / length (None), or / GNMT's
+    # ((5 + length) / 6) ** length_penalty
+    length_penalty: float | None = None
     temperatures: tuple[float, ...] = fallback_temperatures()  # 0, 0.2, ..., 1.0
     compression_ratio_threshold: float | None = 2.4
     logprob_threshold: float | None = -1.0
@@ -125,6 +128,7 @@ class TranscribeOptions:
         return DecodingOptions(
             temperatures=self.temperatures,
             beam_size=self.beam_size,
+            patience=self.patience,
             best_of=self.best_of,
             length_penalty=self.length_penalty,
             without_timestamps=self.without_timestamps,

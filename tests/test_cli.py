@@ -166,6 +166,8 @@ def test_decoding_thresholds_and_threads_reach_the_transcriber(monkeypatch) -> N
         (["--hallucination-silence-threshold", "2"], "--hallucination-silence-threshold: needs"),
         (["--max-new-tokens", "0"], "--max-new-tokens: expected a number >= 1, got 0"),
         (["--beam-size", "0"], "--beam-size: expected a number >= 1, got 0"),
+        (["--length-penalty", "3"], "--length-penalty: expected a number from 0 to 1"),
+        (["--beam-size", "2", "--patience", "0.1"], "--patience: expected a number > 0"),
         (["--temperature", "-1"], "--temperature: expected values >= 0"),
         (["--language", "de"], "mmseq: error: language 'de': this model is English-only"),
     ],

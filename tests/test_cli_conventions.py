@@ -219,12 +219,14 @@ def test_openai_whisper_values_set_mmseq_options() -> None:
     argv += ["--hallucination_silence_threshold", "2", "--clip_timestamps", "0"]
     argv += ["--temperature", "0.2", "--temperature_increment_on_fallback", "0.4", "--threads", "0"]
     argv += ["-o", "out", "-f", "srt", "--fp16", "False", "--verbose", "False", "--task"]
-    argv += ["transcribe", "--language", "en", "--suppress_tokens", "-1", "--patience", "None"]
+    argv += ["transcribe", "--language", "en", "--suppress_tokens", "-1", "--patience", "2"]
+    argv += ["--length_penalty", "0.5"]
     args = build_parser().parse_args(_openai_verbose(argv))
     options, subtitles = _transcribe_options(args)
     assert options.word_timestamps and not options.condition_on_previous_text
     assert not options.carry_initial_prompt and options.initial_prompt == "Names."
     assert (options.beam_size, options.best_of) == (5, 3)
+    assert (options.patience, options.length_penalty) == (2, 0.5)
     assert options.compression_ratio_threshold is None and options.logprob_threshold == -2
     assert options.no_speech_threshold == 0.5 and options.hallucination_silence_threshold == 2
     assert options.temperatures == (0.2, 0.6, 1.0) and options.clip_timestamps == (0.0,)
@@ -282,7 +284,7 @@ def test_bad_openai_values_are_usage_errors(
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--patience", "2"], "--patience 2: not supported"),
+        (["--prepend_punctuations", "x"], "--prepend_punctuations x: not supported"),
         (["--model_dir", "/models"], "--model_dir /models: not supported (mmseq downloads"),
         (["--suppress_tokens", "1,2"], "--suppress_tokens 1,2: not supported"),
         (["--fp16", "True", "--compute-type", "int8"], "--fp16 True with --compute-type int8"),

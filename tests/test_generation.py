@@ -229,3 +229,18 @@ def test_eos_ends_sequences_and_pad_follows(num_beams: int) -> None:
     if num_beams == 1:  # greedy: identical to the unconstrained run up to EOS
         end = row0.index(eos) + 1
         assert row0[:end] == generated[0, :end].tolist()
+
+
+@pytest.mark.parametrize("options", [{}, {"num_beams": 3}, {"do_sample": True}])
+def test_non_finite_logits_stop_decoding_with_a_clear_error(options: dict) -> None:
+    """Broken weights (or a low precision that overflowed) give NaN logits: decoding stops
+    instead of returning a sequence argmax picked out of NaNs."""
+    from mmseq.generation.step import NonFiniteLogitsError
+
+    model = _text_model()
+    with torch.no_grad():
+        model.decoder.norm.weight[3] = float("nan")
+    inputs, lengths = _text_inputs()
+    config = GenerationConfig(max_new_tokens=4, eos_token_id=2, **options)
+    with pytest.raises(NonFiniteLogitsError, match=r"non-finite logits \(NaN or inf\) at "):
+        generate(model, "text", inputs, [BOS], config, lengths)

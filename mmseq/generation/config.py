@@ -29,6 +29,7 @@ _HF_UNSUPPORTED = {
 # Hugging Face's defaults where they differ from GenerationConfig's (configuration_utils.py,
 # GenerationConfig._get_default_generation_params): 20 new tokens, and top_k 50 when sampling
 _HF_MAX_NEW_TOKENS, _HF_TOP_K = 20, 50
+BEAM_RULES = ("transformers", "openai-whisper")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class GenerationConfig:
     Beam scores are sum(logprobs) / generated_length ** length_penalty. At the last allowed
     step every one of the top num_beams candidates ends, EOS or not (Hugging Face's max-length
     rule).
+
+    beam_rules: "transformers" (the above) or "openai-whisper" (openai-whisper's
+    BeamSearchDecoder: filters on logits before the log-softmax, num_beams + 1 candidates per
+    beam, the search ends once round(num_beams * patience) hypotheses have finished, and every
+    finished hypothesis is returned for the caller to rank; see `openai_beam.py`).
+    early_stopping and length_penalty are Hugging Face's rules only; patience openai-whisper's.
 
     The logit processors, in Hugging Face's order (transformers 5.24,
     `GenerationMixin._get_logits_processor`), each before the token is chosen:
@@ -69,6 +76,8 @@ class GenerationConfig:
     num_return_sequences: int = 1
     length_penalty: float = 1.0
     early_stopping: bool | Literal["never"] = False
+    beam_rules: Literal["transformers", "openai-whisper"] = "transformers"
+    patience: float = 1.0  # openai-whisper's beam rules only
     do_sample: bool = False
     temperature: float = 1.0
     top_k: int = 0  # 0: off
@@ -108,6 +117,18 @@ class GenerationConfig:
             (self.top_k >= 0, "top_k must be >= 0"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (self.early_stopping in (True, False, "never"), "early_stopping: True, False, 'never'"),
+            (
+                self.beam_rules in BEAM_RULES,
+                f"beam_rules: expected one of {BEAM_RULES}, got {self.beam_rules!r}",
+            ),
+            (
+                self.patience == 1.0 or self.beam_rules == "openai-whisper",
+                "patience is a rule of openai-whisper's beam search (beam_rules='openai-whisper')",
+            ),
+            (
+                round(self.num_beams * self.patience) >= 1,
+                f"patience ({self.patience}) x num_beams ({self.num_beams}) must round to >= 1",
+            ),
             (self.repetition_penalty > 0, "repetition_penalty must be > 0 (1.0: off)"),
             (self.no_repeat_ngram_size >= 0, "no_repeat_ngram_size must be >= 0"),
             (self.min_length >= 0, "min_length must be >= 0"),

@@ -1,4 +1,5 @@
-"""Greedy, sampling and beam search over a TextDecoder with its KV cache.
+"""Greedy, sampling and beam search (Hugging Face's rules; openai-whisper's are in
+`openai_beam.py`) over a TextDecoder with its KV cache.
 
 Each strategy is a short loop around one `step`: feed the newest tokens, get next-token logits,
 filter, choose. The prefix (forced tokens such as Whisper's <|startoftranscript|>) is fed in
@@ -13,65 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmseq.decoder import DecoderCache, TextDecoder
+from mmseq.decoder import TextDecoder
 from mmseq.generation.config import GenerationConfig
-from mmseq.generation.logits import LogitFilter, apply_processors, sampling_distribution
-
-
-@dataclass
-class GenerationOutput:
-    """sequences [B, N, L]: prefix + generated tokens, pad after EOS (N = num_return_sequences).
-    sum_logprobs [B, N]: log-probability of the generated tokens (EOS included);
-    scores [B, N]: what hypotheses were ranked by (beam search: length-penalised sum_logprobs);
-    lengths [B, N]: generated tokens per sequence, EOS included;
-    probe_probs [B, V]: next-token probabilities at prefix position `probe_position`, when asked
-    (Whisper's no-speech probability is read at <|startoftranscript|>)."""
-
-    sequences: Tensor
-    sum_logprobs: Tensor
-    scores: Tensor
-    lengths: Tensor
-    probe_probs: Tensor | None = None
-
-
-class _Step:
-    """One decoding step: feed the newest tokens, return filtered next-token logits [N, V].
-
-    Filters run in order: the config's processors (`apply_processors`: repetition penalty,
-    n-gram and bad-word bans, minimum length, forced tokens, suppressions), then `logit_filters`
-    (each gets the logits and all tokens so far, [N, L], and returns the logits). The first step
-    can also keep the probabilities at one prefix position (the probe).
-    """
-
-    def __init__(
-        self,
-        decoder: TextDecoder,
-        cache: DecoderCache,
-        config: GenerationConfig,
-        logit_filters: Sequence[LogitFilter],
-        probe_position: int | None,
-        prefix_len: int,
-    ) -> None:
-        self.decoder, self.cache, self.config = decoder, cache, config
-        self.prefix_len = prefix_len
-        self.filters = logit_filters
-        self.probe_position = probe_position
-        self.probe_probs: Tensor | None = None
-        self.index = 0
-
-    def __call__(self, new: Tensor, tokens: Tensor, log_softmax: bool = False) -> Tensor:
-        probe = self.probe_position if self.index == 0 else None
-        logits = self.decoder(new, cache=self.cache, last_only=probe is None)
-        if probe is not None:
-            self.probe_probs = logits[:, probe].softmax(-1)
-        logits = logits[:, -1]
-        if log_softmax:
-            logits = logits.log_softmax(-1)
-        logits = apply_processors(logits, tokens, self.config, self.prefix_len)
-        for logit_filter in self.filters:
-            logits = logit_filter(logits, tokens)
-        self.index += 1
-        return logits
+from mmseq.generation.logits import LogitFilter, sampling_distribution
+from mmseq.generation.openai_beam import openai_beam_search
+from mmseq.generation.step import GenerationOutput, Step
 
 
 def decode(
@@ -106,9 +53,11 @@ def decode(
     prefix = prefix.to(context.device)
     rows = config.num_beams if config.num_beams > 1 else config.num_return_sequences
     cache = decoder.new_cache(context, context_mask, cache_len, repeat=rows)
-    step = _Step(decoder, cache, config, logit_filters, probe_position, prefix.shape[1])
+    step = Step(decoder, cache, config, logit_filters, probe_position, prefix.shape[1])
     tokens = prefix.repeat_interleave(rows, 0)
-    if config.num_beams > 1:
+    if config.num_beams > 1 and config.beam_rules == "openai-whisper":
+        out = openai_beam_search(step, tokens, config, prefix.shape[1])
+    elif config.num_beams > 1:
         out = _beam_search(step, tokens, config, prefix.shape[1], max_len)
     else:
         sequences, sum_logprobs, lengths = _sample_or_greedy(step, tokens, config, generator)
@@ -125,7 +74,7 @@ def decode(
 
 
 def _sample_or_greedy(
-    step: _Step,
+    step: Step,
     tokens: Tensor,
     config: GenerationConfig,
     generator: torch.Generator | None,
@@ -221,7 +170,7 @@ class _FinishedBeams:
 
 
 def _beam_search(
-    step: _Step, tokens: Tensor, config: GenerationConfig, prefix_len: int, max_len: int
+    step: Step, tokens: Tensor, config: GenerationConfig, prefix_len: int, max_len: int
 ) -> GenerationOutput:
     """tokens [B*K, P]: each prefix repeated num_beams (K) times.
 

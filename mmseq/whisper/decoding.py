@@ -28,8 +28,11 @@ class DecodingOptions:
 
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     beam_size: int = 1  # at temperature 0; 1 = greedy
+    patience: float | None = None  # beam search ends after beam_size * patience finish (1.0)
     best_of: int = 1  # samples per window at temperature > 0 (openai's CLI uses 5)
-    length_penalty: float = 1.0
+    # ranks the finished beams or the samples: None divides the sum of log-probabilities by
+    # the length, a value by GNMT's ((5 + length) / 6) ** length_penalty
+    length_penalty: float | None = None
     without_timestamps: bool = False
     max_initial_timestamp: float | None = 1.0
     compression_ratio_threshold: float | None = 2.4
@@ -48,6 +51,16 @@ class DecodingOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}: expected a number >= 1, got {value}")
+        if self.patience is not None and not round(self.beam_size * self.patience) >= 1:
+            raise ValueError(
+                f"patience: expected a number > 0 that leaves at least one of the beam_size "
+                f"({self.beam_size}) hypotheses to wait for, got {self.patience}"
+            )
+        if self.length_penalty is not None and not 0 <= self.length_penalty <= 1:
+            raise ValueError(
+                "length_penalty: expected a number from 0 to 1 (or None), got "
+                f"{self.length_penalty}"
+            )
 
 
 @dataclass
@@ -74,6 +87,21 @@ class WindowResult:
             and improbable
         )
         return (looping or improbable) and not silent
+
+
+def rank(candidates: Sequence[tuple[Sequence[int], float]], length_penalty: float | None) -> int:
+    """The index of the best (tokens without EOT, sum of log-probabilities) candidate, as
+    openai-whisper's MaximumLikelihoodRanker: the sum divided by the length (length_penalty
+    None) or by GNMT's ((5 + length) / 6) ** length_penalty; the first of equals."""
+
+    def score(candidate: tuple[Sequence[int], float]) -> float:
+        length = len(candidate[0])
+        if length_penalty is None:
+            return candidate[1] / max(length, 1)  # openai divides by zero on an empty text
+        return candidate[1] / ((5 + length) / 6) ** length_penalty
+
+    scores = [score(c) for c in candidates]
+    return scores.index(max(scores))
 
 
 def compression_ratio(text: str) -> float:
@@ -206,13 +234,15 @@ def _decode_at(
     max_new = min(sample_len, n_ctx + 1 - len(prefix))
     sampling = temperature > 0
     n = options.best_of if sampling else 1
+    beams = 1 if sampling else options.beam_size
     config = whisper.generation_config(
         max_new_tokens=max_new,
-        num_beams=1 if sampling else options.beam_size,
+        num_beams=beams,
         num_return_sequences=n,
         do_sample=sampling,
         temperature=temperature if sampling else 1.0,
-        length_penalty=options.length_penalty,
+        beam_rules="openai-whisper",
+        patience=options.patience if beams > 1 and options.patience is not None else 1.0,
     )
     filters = []
     if not options.without_timestamps:
@@ -232,16 +262,17 @@ def _decode_at(
         probe_position=prefix.index(tok.sot),
     )
     no_speech = out.probe_probs[:, tok.no_speech].tolist()
+    lengths, sums = out.lengths.tolist(), out.sum_logprobs.tolist()
     results = []
     for b in range(batch):
         candidates = []
-        for j in range(n):
-            length = int(out.lengths[b, j])
+        for j, length in enumerate(lengths[b]):
+            if length == 0:  # padding: this window has fewer hypotheses than another
+                continue
             generated = out.sequences[b, j, len(prefix) : len(prefix) + length].tolist()
-            tokens = generated[:-1] if generated and generated[-1] == tok.eot else generated
-            candidates.append((tokens, float(out.sum_logprobs[b, j])))
-        # best of n by length-normalised log-probability (openai's MaximumLikelihoodRanker)
-        tokens, sum_logprob = max(candidates, key=lambda c: c[1] / max(len(c[0]), 1))
+            tokens = generated[:-1] if generated[-1] == tok.eot else generated
+            candidates.append((tokens, sums[b][j]))
+        tokens, sum_logprob = candidates[rank(candidates, options.length_penalty)]
         text = tok.decode(tokens).strip()
         results.append(
             WindowResult(
