@@ -239,8 +239,6 @@ def _clock(seconds: float) -> str:
 # otherwise). Their default values are taken, so scripts that spell them out run unchanged.
 OPENAI_ONLY = {
     "model_dir": (None, "mmseq downloads nothing: give the checkpoint file or folder to --model"),
-    "patience": (None, "mmseq's beam search has no patience (openai-whisper's default, 1.0)"),
-    "length_penalty": (None, "beams are ranked by log-probability / length, its default"),
     "suppress_tokens": ("-1", "mmseq suppresses openai-whisper's default set, -1"),
     "prepend_punctuations": ("\"'“¿([{-", "mmseq merges its default set"),
     "append_punctuations": ("\"'.。,，!！?？:：”)]}、", "mmseq merges its default set"),
@@ -279,7 +277,7 @@ _FLAGGED = (
     "beam_size best_of batch_size max_new_tokens temperatures initial_prompt "
     "carry_initial_prompt word_timestamps hallucination_silence_threshold clip_timestamps "
     "compression_ratio_threshold logprob_threshold no_speech_threshold max_line_width "
-    "max_line_count max_words_per_line highlight_words"
+    "max_line_count max_words_per_line highlight_words patience length_penalty"
 ).split()
 
 
@@ -587,7 +585,7 @@ TRANSCRIBE_EPILOG = (
     "(--beam_size 5, --output_format srt, --temperature_increment_on_fallback 0.2), a flag's "
     "with True or False (--word_timestamps True, --condition_on_previous_text False, --verbose "
     "True), -o DIR, -f FORMAT. --fp16 True is --compute-type float16 on a GPU, float32 on the "
-    "CPU (with a warning, as openai-whisper); --model_dir, --patience, --length_penalty, "
+    "CPU (with a warning, as openai-whisper); --model_dir, "
     "--suppress_tokens, --prepend_punctuations and --append_punctuations are accepted at "
     "openai-whisper's defaults only (what mmseq does)."
 )
@@ -785,7 +783,28 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint path: openai .pt, Hugging Face or CTranslate2 directory "
         "(default: %(default)s)",
     )
-    add("--beam-size", type=int, default=1, help="1 = greedy (default: %(default)s)")
+    add(
+        "--beam-size",
+        type=int,
+        default=1,
+        help="beams at temperature 0, openai-whisper's beam search; 1 = greedy "
+        "(default: %(default)s; openai-whisper's and faster-whisper's command lines use 5)",
+    )
+    add(
+        "--patience",
+        type=_optional_float,
+        default=None,
+        help="beam search: stop once beam size x patience hypotheses have finished "
+        "(default: 1.0)",
+    )
+    add(
+        "--length-penalty",
+        type=_optional_float,
+        default=None,
+        metavar="ALPHA",
+        help="rank finished beams and best-of samples by log-probability / ((5 + length) / 6) "
+        "** ALPHA, ALPHA from 0 to 1 (default: log-probability / length)",
+    )
     add(
         "--best-of",
         type=int,
