@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmseq"
 
 # Each module (or package) with the rank of its layer; a module may import equal or lower ranks.
 RANKS = {
+    "mmseq.assets": 0,  # data and the scripts that make it
     "mmseq.errors": 0,
     "mmseq.config": 0,
     "mmseq.serialization": 0,

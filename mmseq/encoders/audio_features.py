@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,9 +28,20 @@ N_FRAMES = N_SAMPLES // HOP_LENGTH  # 3000 mel frames per window
 FRAMES_PER_SECOND = SAMPLE_RATE // HOP_LENGTH  # 100
 
 
+# Whisper's filterbanks (80 and 128 mels), precomputed by assets/make_mel_filters.py: librosa
+# would cost a short clip's transcription 2-3 s of imports (numba, scipy.signal)
+_SHIPPED_FILTERS = Path(__file__).resolve().parents[1] / "assets" / "mel_filters.npz"
+
+
 @functools.lru_cache(maxsize=4)
 def mel_filters(n_mels: int, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Slaney-normalised mel filterbank [n_mels, n_fft // 2 + 1], as Whisper was trained with."""
+    """Slaney-normalised mel filterbank [n_mels, n_fft // 2 + 1], as Whisper was trained with
+    (librosa's, in float32)."""
+    if (n_fft, sample_rate) == (N_FFT, SAMPLE_RATE) and n_mels in (80, 128):
+        with np.load(_SHIPPED_FILTERS) as shipped:
+            return shipped[f"mel_{n_mels}"]
+    import librosa
+
     return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
 
 
