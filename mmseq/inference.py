@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+from torch import Tensor
 
 from mmseq.checkpoint import TrainedModel, load_trained
 from mmseq.data.audio import AudioLoadError, load_audio
 from mmseq.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, encoder_transforms, load_image
 from mmseq.data.tokenizer import WhisperTextTokenizer
+from mmseq.data.vad import VadOptions, speech_chunks
 from mmseq.encoders.audio_features import SAMPLE_RATE
 from mmseq.generation import GenerationConfig, GenerationOutput, generate
 from mmseq.precision import check_device
@@ -141,7 +143,8 @@ class ChunkTranscript:
 
 
 class ChunkTranscriber:
-    """Speech models trained from scratch: fixed 30 s chunks decoded in batches."""
+    """Speech models trained from scratch: 30 s chunks decoded in batches, cut every 30 s or,
+    with `vad`, at the pauses Silero VAD finds (the silence between left out)."""
 
     def __init__(self, trained: TrainedModel, num_beams: int = 1, max_new_tokens: int = 128):
         if trained.model.config.audio is None:
@@ -156,7 +159,9 @@ class ChunkTranscriber:
             pad_token_id=tokenizer.pad_id,
         )
 
-    def transcribe(self, path: str | os.PathLike, batch_size: int = 8) -> ChunkTranscript:
+    def transcribe(
+        self, path: str | os.PathLike, batch_size: int = 8, vad: VadOptions | None = None
+    ) -> ChunkTranscript:
         result = ChunkTranscript(str(path))
         try:
             audio = torch.from_numpy(load_audio(path))
@@ -164,9 +169,7 @@ class ChunkTranscriber:
             result.error = str(err)
             return result
         result.duration = len(audio) / SAMPLE_RATE
-        step = int(CHUNK_SECONDS * SAMPLE_RATE)
-        chunks = [audio[i : i + step] for i in range(0, len(audio), step)]
-        chunks = [c for c in chunks if len(c) >= SAMPLE_RATE // 10]  # drop < 0.1 s tails
+        chunks = self.chunks(audio, vad)
         texts = []
         model = self.trained.model
         device = next(model.parameters()).device
@@ -179,3 +182,17 @@ class ChunkTranscriber:
             texts += [self.trained.tokenizer.decode(s[0, n:].tolist()) for s in out.sequences]
         result.text = " ".join(t for t in texts if t)
         return result
+
+    @staticmethod
+    def chunks(audio: Tensor, vad: VadOptions | None = None) -> list[Tensor]:
+        """Waveform [S] -> the pieces to decode, [S_i] each, at most 30 s: every 30 s (a word
+        on a cut is split), or with `vad` the speech regions packed up to 30 s, cut at pauses.
+        Pieces under 0.1 s are dropped."""
+        if vad is None:
+            step = int(CHUNK_SECONDS * SAMPLE_RATE)
+            pieces = [audio[i : i + step] for i in range(0, len(audio), step)]
+        else:
+            vad = replace(vad, max_chunk_s=min(vad.max_chunk_s, CHUNK_SECONDS))
+            found = speech_chunks(audio.numpy(), vad)
+            pieces = [torch.cat([audio[a:b] for a, b in chunk.regions]) for chunk in found]
+        return [p for p in pieces if len(p) >= SAMPLE_RATE // 10]

@@ -208,6 +208,26 @@ def test_transcribe_with_a_model_trained_from_scratch(
     srt = ["--output-format", "srt", str(wavs[0])]
     assert main(["transcribe", "--model", str(speech_run.last), *srt]) == 2
     assert "gives text only" in capsys.readouterr().err
+    assert main(["transcribe", "-q", "--vad", "--model", str(speech_run.last), str(wavs[0])]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1 and "error" not in captured.err
+
+
+def test_a_model_trained_from_scratch_decodes_vad_chunks_cut_at_pauses() -> None:
+    """Two sentences 4 s apart: 30 s cuts give one piece holding the pause, Silero VAD's
+    speech chunks two pieces of speech (a pause over max_gap_s starts a new chunk)."""
+    from mmseq.data.synth import recording
+    from mmseq.data.vad import VadOptions
+    from mmseq.inference import ChunkTranscriber
+
+    audio = torch.from_numpy(
+        recording(["The meeting has been moved.", 4.0, "Please bring the report."])
+    )
+    fixed = ChunkTranscriber.chunks(audio)
+    assert [len(p) for p in fixed] == [len(audio)]
+    pieces = ChunkTranscriber.chunks(audio, VadOptions())
+    assert len(pieces) == 2
+    assert sum(len(p) for p in pieces) < len(audio) - 3 * 16000  # the pause is left out
 
 
 # -- Seq2SeqModule options ------------------------------------------------------------------
