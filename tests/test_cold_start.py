@@ -44,3 +44,22 @@ def test_transcribing_a_clip_imports_nothing_it_does_not_need() -> None:
     assert code == 0 and "umbrella" in run.stdout
     loaded = [name for name in NOT_NEEDED if name in modules]
     assert not loaded, f"transcribe imported {loaded}"
+
+
+def test_skip_init_skips_initialisers_only_inside() -> None:
+    import torch
+    from torch import nn
+
+    from mmseq.nn.init import skip_init
+
+    original = nn.init.normal_
+    ones = torch.ones(3)
+    with skip_init():
+        assert nn.init.normal_(ones) is ones and torch.equal(ones, torch.ones(3))
+        with skip_init():  # nested: no deadlock, and the outer one still skips afterwards
+            pass
+        assert nn.init.normal_(ones) is ones and torch.equal(ones, torch.ones(3))
+    assert nn.init.normal_ is original
+    with pytest.raises(KeyError), skip_init():
+        raise KeyError  # an error inside restores them too
+    assert nn.init.normal_ is original

@@ -27,6 +27,7 @@ from mmseq.encoders import AudioEncoderConfig
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.nn import BlockConfig
+from mmseq.nn.init import skip_init
 from mmseq.whisper.ct2 import dequantize_ct2, read_ct2_model
 
 StateDict = dict[str, Tensor]
@@ -98,7 +99,8 @@ class WhisperCheckpoint:
 
     def build_model(self) -> EncoderDecoder:
         try:
-            model = EncoderDecoder(self.model_config())
+            with skip_init():  # every weight is loaded next (strict)
+                model = EncoderDecoder(self.model_config())
             model.load_state_dict(openai_to_mmseq(self.state_dict, self.dims))
         except KeyError as err:
             raise CheckpointError(f"{self.source}: Whisper weight {err} is missing") from None
