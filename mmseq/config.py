@@ -41,6 +41,7 @@ def fallback_temperatures(
     steps = math.floor((1.0 - first) / increment + 1e-6)
     return tuple(round(first + i * increment, 6) for i in range(steps + 1))
 
+
 T = TypeVar("T")
 
 

@@ -44,8 +44,7 @@ def _documents(n: int, offset: int = 0) -> list[dict]:
     for i in range(offset, offset + n):
         synopsis = f"tool number {i} for files"
         document = (
-            f"The {synopsis} and more. It is written in C.\n"
-            f"* feature {i % 7}\n* feature {i % 5}"
+            f"The {synopsis} and more. It is written in C.\n* feature {i % 7}\n* feature {i % 5}"
         )
         rows.append({"id": f"pkg{i}", "source": document, "target": synopsis})
     return rows

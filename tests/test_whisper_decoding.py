@@ -210,8 +210,9 @@ def test_split_window_keeps_the_unfinished_segment_of_a_last_window(
     assert seek == 3000 and not single  # the whole window is done
     # nothing unfinished: the same as without the flag
     whole = [*first, tb + 100, *fine, tb + 300]
-    assert split_window(_result(whole), tok, 0, 3000, keep_unfinished=True)[1:] == (
-        split_window(_result(whole), tok, 0, 3000)[1:]
+    assert (
+        split_window(_result(whole), tok, 0, 3000, keep_unfinished=True)[1:]
+        == (split_window(_result(whole), tok, 0, 3000)[1:])
     )
 
 
