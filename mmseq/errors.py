@@ -8,3 +8,10 @@ class CheckpointError(ValueError):
 
     The message always names the file and says what was expected.
     """
+
+
+class NonFiniteError(ValueError):
+    """Training met a non-finite loss or gradient and `model.nonfinite` is `stop`.
+
+    The message names the step, what was non-finite and the ids of the samples in the batch.
+    """

@@ -16,7 +16,7 @@ import json
 import logging
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch.distributed as dist
@@ -34,6 +34,7 @@ from mmseq.generation import GenerationConfig, generate
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.training.architecture import NO_OVERRIDES, ModelOverrides, set_fields
 from mmseq.training.metrics import lead_baseline, metric_signatures, text_metrics
+from mmseq.training.nonfinite import NonFiniteGuard
 from mmseq.training.optim import OptimizerConfig, build_optimizer, build_scheduler
 from mmseq.training.rng import rng_states, set_rng_states
 
@@ -63,6 +64,10 @@ class Seq2SeqModule(pl.LightningModule):
         the start tokens if fewer;
         no_repeat_ngram_size > 0: no n-gram of that size twice in an output, which keeps a
         briefly trained summariser from looping).
+    nonfinite: what a non-finite loss or gradient does to a training step (checked at every
+        step): `skip` drops its update (counted in `train/skipped_nonfinite`, with a warning
+        naming the step and its samples), `stop` ends the run with an error naming them (see
+        mmseq.training.nonfinite).
     """
 
     def __init__(
@@ -78,8 +83,10 @@ class Seq2SeqModule(pl.LightningModule):
         max_new_tokens: int | None = None,
         no_repeat_ngram_size: int = 0,
         log_examples: int = 6,
+        nonfinite: Literal["skip", "stop"] = "skip",
     ) -> None:
         super().__init__()
+        self.nonfinite_guard = NonFiniteGuard(nonfinite)  # checks the value first
         model = _set_fields(model)
         # Plain values only (dataclasses as dicts): checkpoints stay loadable with weights_only.
         self.save_hyperparameters(
@@ -95,6 +102,7 @@ class Seq2SeqModule(pl.LightningModule):
                 "max_new_tokens": max_new_tokens,
                 "no_repeat_ngram_size": no_repeat_ngram_size,
                 "log_examples": log_examples,
+                "nonfinite": nonfinite,
             }
         )
         self.tokenizer: TextTokenizer = load_tokenizer(tokenizer)
@@ -213,11 +221,19 @@ class Seq2SeqModule(pl.LightningModule):
                 continue
             self.tasks[b.modality] = _task_of(b, self.tokenizer)
             loss = self._loss(b, train=True)
+            self.nonfinite_guard.watch(name, b, loss)
             if name:
                 self.log(f"train/{name}_loss", loss, batch_size=len(b))
             total = total + loss
         self.log("train/loss", total, prog_bar=True, batch_size=_size(batches))
         return total
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        self.nonfinite_guard.check(self, optimizer)  # may drop this step's gradients
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if not self.nonfinite_guard.last_skipped:  # a skipped step leaves the schedule alone
+            super().lr_scheduler_step(scheduler, metric)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.optim_config)
@@ -362,6 +378,7 @@ class Seq2SeqModule(pl.LightningModule):
             self.model.config, self.tokenizer, self.tasks, self.hf_origin
         )
         checkpoint["rng_states"] = rng_states()
+        checkpoint["nonfinite_skipped"] = self.nonfinite_guard.skipped
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("mmseq", {}).get("tokenizer")
@@ -373,6 +390,7 @@ class Seq2SeqModule(pl.LightningModule):
                 "with (`mmseq caption`/`transcribe` use the one inside the checkpoint)"
             )
         self.tasks = dict(checkpoint.get("mmseq", {}).get("tasks", {}))
+        self.nonfinite_guard.skipped = checkpoint.get("nonfinite_skipped", 0)
         resuming = getattr(getattr(self._trainer, "state", None), "fn", None) == "fit"
         if resuming and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
