@@ -27,6 +27,7 @@ from mmseq.data.tokenizer import PretrainedTextTokenizer, TextTokenizer, Whisper
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.serialization import (
+    atomic_open,
     load_plain,
     read_json,
     sync_folder,
@@ -112,6 +113,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     return load_plain(path, "checkpoint")
+
+
+def write_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
+    """`torch.save(checkpoint, path)` through `atomic_open`: a temporary file beside `path`,
+    fsync'ed and renamed into place, so that `path` (e.g. `last.ckpt`, which `--ckpt_path last`
+    resumes from) is never half written, even by a process killed mid-save. Lightning's own
+    save writes to the system's temporary folder and moves the file into place without fsync:
+    a copy, which a crash can cut short, where that folder is on another filesystem."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        torch.save(checkpoint, f)
 
 
 def is_mmseq_folder(path: str | os.PathLike) -> bool:

@@ -1,5 +1,6 @@
 """Reading checkpoint files safely: torch files through `torch.load(weights_only=True)`, so no
-pickled code ever runs, and JSON configs; errors name the file."""
+pickled code ever runs, and JSON configs; errors name the file. Writing files that a later step
+depends on atomically (`atomic_path`, `atomic_open`): complete or absent, never half written."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -42,21 +45,55 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, flushed to disk
-    (fsync) and renamed into place (`os.replace`, then the folder fsync'ed), so that a reader
-    never sees half a file and a crash, even of the machine, leaves the old one or the new."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextmanager
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """A temporary path beside `path`, for a writer that takes a path and writes it in full.
+    On a clean exit the file is flushed to disk (fsync) and renamed into place (`os.replace`,
+    then the folder fsync'ed), so that a reader never sees half a file and a crash, even of the
+    machine, leaves the old file or the new; on an error it is removed and `path` left as it
+    was. The temporary name, `.NAME.XXXXXXXX.tmp`, matches no pattern of a file mmseq reads
+    (writers that choose a format by the file's extension must be told it).
+
+    durable=False skips the two fsyncs (a few ms each), for the thousands of files of a data
+    set: they are then flushed together (`sync_all`) before the file that vouches for them
+    (a part's stamp, a summary) is written, durably."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        usual_permissions(Path(tmp))
+        yield tmp
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        usual_permissions(tmp)
         os.replace(tmp, path)
-        sync_folder(path.parent)
+        if durable:
+            sync_folder(path.parent)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """`open(path, mode, **kwargs)` for writing, through `atomic_path`: the file appears at
+    `path`, complete and on disk, when the block ends without an error."""
+    if mode not in ("w", "wt", "wb"):
+        raise ValueError(f"atomic_open writes a whole file: mode 'w' or 'wb', not {mode!r}")
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8, newlines as given) to `path` through `atomic_path`."""
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through `atomic_path`."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def usual_permissions(path: Path) -> None:
@@ -65,6 +102,13 @@ def usual_permissions(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def sync_all() -> None:
+    """Flush every file written so far to disk (`os.sync`; nothing where there is none, as on
+    Windows): one call for the many files written with `atomic_path(durable=False)`."""
+    if hasattr(os, "sync"):
+        os.sync()
 
 
 def sync_folder(folder: Path) -> None:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+from mmseq.serialization import write_text_atomic
 from mmseq.transcription import Segment, Transcript, Word
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
@@ -202,14 +203,15 @@ def write_transcript(
     formats: list[str],
     subtitles: SubtitleOptions | None = None,
 ) -> list[Path]:
-    """Write each format as `<output_dir>/<stem>.<ext>`; returns the paths written.
-    subtitles: how SRT and VTT cues are cut (word-timed transcripts)."""
+    """Write each format as `<output_dir>/<stem>.<ext>`, atomically (complete or not at all);
+    returns the paths written. subtitles: how SRT and VTT cues are cut (word-timed
+    transcripts)."""
     stem = Path(transcript.source).stem if transcript.source != "<array>" else "audio"
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         path = output_dir / f"{stem}.{fmt}"
         writer = partial(WRITERS[fmt], options=subtitles) if fmt in CUE_FORMATS else WRITERS[fmt]
-        path.write_text(writer(transcript), encoding="utf-8")
+        write_text_atomic(path, writer(transcript))
         written.append(path)
     return written

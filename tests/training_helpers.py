@@ -202,3 +202,69 @@ class RecordRank(pl.Callback):
         torch.save(state, self.out / f"rank{rank}.pt")
         info = {"rank": rank, "world_size": trainer.world_size, "ids": self.ids}
         (self.out / f"rank{rank}.json").write_text(json.dumps(info))
+
+
+# -- kill-and-resume (tests/test_kill_resume.py) -------------------------------------------
+
+
+class LogRun(pl.Callback):
+    """Appends to the JSON lines file `path`, as they happen (so a killed run leaves them):
+    `{"batch": global_step, "ids": [...]}` at each training batch, `{"save": global_step}`
+    each time a checkpoint is put together."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def _log(self, row: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: Any, batch: Any, *_: Any) -> None:
+        self._log({"batch": trainer.global_step, "ids": list(batch.ids)})
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, *_: Any) -> None:
+        self._log({"save": trainer.global_step})
+
+
+class KillAtSave(pl.Callback):
+    """Kills its own process at the `nth` checkpoint saved at optimizer step `step` (1-based):
+    `phase` "before" SIGKILLs once the checkpoint is put together, before a byte is written;
+    "after" SIGKILLs at the next hook once it is written (the next save, batch or validation);
+    "during" lets the kernel stop the process at the write that passes `size` bytes (a file
+    size limit, whose signal, SIGXFSZ, like SIGKILL ends the process with nothing run after),
+    so a partly written file is left behind."""
+
+    def __init__(self, step: int, nth: int = 1, phase: str = "before", size: int = 0) -> None:
+        if phase not in ("before", "during", "after") or (phase == "during") != (size > 0):
+            raise ValueError(f"phase {phase!r} with size {size}")
+        self.step, self.nth, self.phase, self.size = step, nth, phase, size
+        self.seen = 0
+        self.armed = False
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, *_: Any) -> None:
+        self._kill_if_armed()
+        if trainer.global_step != self.step:
+            return
+        self.seen += 1
+        if self.seen != self.nth:
+            return
+        if self.phase == "before":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.phase == "after":
+            self.armed = True
+        else:
+            import resource
+
+            resource.setrlimit(
+                resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1])
+            )
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.size, hard))
+
+    def _kill_if_armed(self, *_: Any) -> None:
+        if self.armed:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    on_train_batch_start = on_validation_start = on_train_epoch_end = _kill_if_armed

@@ -43,7 +43,7 @@ from mmseq.data.sentences import demo_sentences
 from mmseq.data.shapes import HELD_OUT_PAIRS, sample_scene
 from mmseq.data.shapes_render import render
 from mmseq.data.synth import espeak_available
-from mmseq.serialization import write_text_atomic
+from mmseq.serialization import atomic_path, sync_all, write_text_atomic
 
 
 def make_demo(
@@ -134,6 +134,7 @@ def make_demo(
             rows = None if force else _complete_part(out / part, stamp)
             if rows is None:
                 rows = write(out / part, bar)
+                sync_all()  # its files, written without an fsync each, on disk before the stamp
                 write_text_atomic(out / part / PART_STAMP, json.dumps(stamp) + "\n")
             else:
                 summary["kept"].append(part)
@@ -146,7 +147,7 @@ def make_demo(
     start = time.perf_counter()
     summary["tokenizer"] = _write_tokenizer(out / "tokenizer.json", texts, vocab_size)
     summary["seconds"]["tokenizer"] = round(time.perf_counter() - start, 1)
-    (out / "README.md").write_text(_readme(summary))
+    write_text_atomic(out / "README.md", _readme(summary))
     # last, and atomically: its presence with this request means every part above is written
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -220,9 +221,7 @@ def _writable_folder(out: Path) -> Path:
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _write_shapes(
@@ -238,7 +237,8 @@ def _write_shapes(
             rng = random.Random(f"{seed}/shapes/{split}/{i}")
             scene = sample_scene(rng, heldout=split == "test_heldout_pairs")
             name = f"images/{split}_{i:05d}.png"
-            Image.fromarray(render(scene, rng, renderer).image).save(folder / name)
+            with atomic_path(folder / name, durable=False) as tmp:  # durable before the stamp
+                Image.fromarray(render(scene, rng, renderer).image).save(tmp, format="PNG")
             rows.append({"image_filepath": name, "caption": scene.caption})
             bar.advance(task)
         _write_jsonl(folder / f"{split}.jsonl", rows)

@@ -19,6 +19,7 @@ from pathlib import Path
 import soundfile as sf
 
 from mmseq.data.synth import SAMPLE_RATE, speak
+from mmseq.serialization import atomic_path
 
 TRAIN_VOICES = tuple(
     f"{voice}{variant}"
@@ -66,7 +67,9 @@ def synthesize(
 
     def one(clip: dict) -> dict:
         audio = speak(clip["text"], clip["voice"], clip["wpm"])
-        sf.write(folder / clip["audio_filepath"], audio, SAMPLE_RATE, subtype="PCM_16")
+        # made durable with the rest of the part, before its stamp (mmseq.data.demo)
+        with atomic_path(folder / clip["audio_filepath"], durable=False) as tmp:
+            sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         if on_done is not None:
             on_done()
         return {

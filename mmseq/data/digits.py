@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mmseq.serialization import atomic_path, write_text_atomic
+
 HEIGHT, WIDTH = 32, 128
 DIGIT_SIZE = 32
 MAX_DIGITS = 4
@@ -134,13 +136,16 @@ def make_digits(
         for i in range(n):
             string = sample_string(random.Random(f"{seed}/digits/{split}/{i}"), pool, labels)
             name = f"images/{split}_{i:05d}.png"
-            Image.fromarray(render_string(string, images)).save(folder / name)
+            # made durable with the rest of the part, before its stamp (mmseq.data.demo)
+            with atomic_path(folder / name, durable=False) as tmp:
+                Image.fromarray(render_string(string, images)).save(tmp, format="PNG")
             digits = "".join(map(str, string.digits))
             row = {"image_filepath": name, "caption": string.caption, "digits": digits}
             rows.append(row | {"sources": list(string.sources)})
             if on_item is not None:
                 on_item(split)
-        with (folder / f"{split}.jsonl").open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
+        write_text_atomic(
+            folder / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in rows)
+        )
         manifests[split] = rows
     return manifests

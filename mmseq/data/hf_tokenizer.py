@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmseq.data.tokenizer import TextTokenizer
-from mmseq.serialization import read_json
+from mmseq.serialization import read_json, sync_folder, write_bytes_atomic
 from mmseq.text.hf import decoder_start_token_id, generation_defaults
 from mmseq.text.tokenizer import TOKENIZER_FILES, Seq2SeqTokenizer
 
@@ -117,9 +117,10 @@ class HFTextTokenizer(TextTokenizer):
             for name, content in data["files"].items():
                 if name not in TOKENIZER_FILES:  # never write outside the folder
                     raise ValueError(f"{source}: unexpected tokenizer file name {name!r}")
-                (staging / name).write_bytes(base64.b64decode(content))
+                write_bytes_atomic(staging / name, base64.b64decode(content))
             try:
                 staging.rename(folder)
+                sync_folder(folder.parent)
             except OSError:  # another process wrote the same files first
                 if not folder.is_dir():
                     raise

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from mmseq.serialization import write_text_atomic
 from mmseq.whisper.embedded import embedded_model_dir
 from mmseq.whisper.tokenizer import WhisperTokenizer
 
@@ -91,7 +92,7 @@ class TextTokenizer:
         return cls(Tokenizer.from_str(text), source)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(self.to_json())
+        write_text_atomic(Path(path), self.to_json())
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> TextTokenizer:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import Tensor
 
 from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
-from mmseq.serialization import load_plain, read_json, write_text_atomic
+from mmseq.serialization import atomic_path, load_plain, read_json, write_text_atomic
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -229,9 +228,7 @@ class HFModel:
         return decoder_start_token_id(self.generation, self.config, self.source)
 
 
-def decoder_start_token_id(
-    generation: dict[str, Any], config: dict[str, Any], source: Path
-) -> int:
+def decoder_start_token_id(generation: dict[str, Any], config: dict[str, Any], source: Path) -> int:
     """The first decoder input: generation_config.json's, else config.json's
     decoder_start_token_id, else (as transformers falls back) their bos_token_id."""
     for key in ("decoder_start_token_id", "bos_token_id"):
@@ -277,11 +274,6 @@ def save_hf(imported: HFModel, folder: str | os.PathLike) -> Path:
     write_text_atomic(folder / "config.json", json.dumps(imported.config, indent=2) + "\n")
     generation = json.dumps(imported.generation, indent=2) + "\n"
     write_text_atomic(folder / "generation_config.json", generation)
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
-        pass
-    try:
-        save_file(tensors, tmp.name, metadata={"format": "pt"})
-        os.replace(tmp.name, folder / "model.safetensors")
-    finally:
-        Path(tmp.name).unlink(missing_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     return folder

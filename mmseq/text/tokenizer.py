@@ -56,6 +56,7 @@ from tokenizers import (
 )
 
 from mmseq.errors import CheckpointError
+from mmseq.serialization import atomic_path
 
 __all__ = ["Seq2SeqTokenizer", "TokenizerFolderError"]
 
@@ -243,7 +244,8 @@ class Seq2SeqTokenizer:
         for name in TOKENIZER_FILES:
             src = self._folder / name
             if src.is_file() and not ((out / name).exists() and (out / name).samefile(src)):
-                shutil.copyfile(src, out / name)
+                with atomic_path(out / name) as tmp:  # never half a tokenizer file
+                    shutil.copyfile(src, tmp)
         return out
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,11 +26,14 @@ from lightning.pytorch.callbacks import BasePredictionWriter, LearningRateMonito
 from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 # imported for its DataModules: `mmseq fit --help` lists the subclasses that are imported
 import mmseq.data.modules  # noqa: F401
+from mmseq.serialization import atomic_open
 from mmseq.training.callbacks import ModelSummary
+from mmseq.training.checkpoint_io import AtomicCheckpointIO
 from mmseq.training.module import Seq2SeqModule
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -42,12 +46,15 @@ class JsonlPredictionWriter(BasePredictionWriter):
     def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="batch")
         self.output = output
+        self._file: ExitStack | None = None
         self._stream = None
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.output is not None:
             Path(self.output).parent.mkdir(parents=True, exist_ok=True)
-            self._stream = open(self.output, "w", encoding="utf-8")  # noqa: SIM115
+            # the file appears complete when prediction ends; an error discards it
+            self._file = ExitStack()
+            self._stream = self._file.enter_context(atomic_open(self.output, "w", encoding="utf-8"))
 
     def write_on_batch_end(self, trainer, pl_module, prediction, *args: Any) -> None:  # noqa: ANN001
         stream = self._stream or sys.stdout
@@ -56,9 +63,14 @@ class JsonlPredictionWriter(BasePredictionWriter):
         stream.flush()
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        if self._file is not None:
+            self._file.close()
+            self._file = self._stream = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: Any, exception: BaseException) -> None:
+        if self._file is not None:  # the error passes through atomic_open: nothing is written
+            self._file.__exit__(type(exception), exception, exception.__traceback__)
+            self._file = self._stream = None
 
 
 class LearningRateLogger(LearningRateMonitor):
@@ -199,6 +211,8 @@ class MMSeqCLI(LightningCLI):
             # write to lightning_logs/; loggers fixed in the defaults would ignore the flag)
             kwargs["logger"] = default_loggers(config.get("default_root_dir") or DEFAULT_ROOT_DIR)
         trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one of the user's
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         # Lightning's summary has a FLOPs column, all zeros unless the module defines an
         # example_input_array (mmseq's inputs vary by modality): the same summary, without it
         trainer.callbacks = [

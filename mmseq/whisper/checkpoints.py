@@ -28,6 +28,7 @@ from mmseq.errors import CheckpointError
 from mmseq.model import EncoderDecoder, ModelConfig
 from mmseq.nn import BlockConfig
 from mmseq.nn.init import skip_init
+from mmseq.serialization import atomic_open
 from mmseq.whisper.ct2 import dequantize_ct2, read_ct2_model
 
 StateDict = dict[str, Tensor]
@@ -415,6 +416,5 @@ _LAYOUTS = (
 
 def save_openai_pt(checkpoint: WhisperCheckpoint, path: str | os.PathLike) -> None:
     """Write `checkpoint` as an openai-whisper .pt (for use by openai-whisper itself)."""
-    torch.save(
-        {"dims": vars(checkpoint.dims), "model_state_dict": checkpoint.state_dict}, Path(path)
-    )
+    with atomic_open(path, "wb") as f:
+        torch.save({"dims": vars(checkpoint.dims), "model_state_dict": checkpoint.state_dict}, f)

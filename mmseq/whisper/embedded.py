@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mmseq.config import DEFAULT_WHISPER
 from mmseq.errors import CheckpointError
+from mmseq.serialization import sync_all
 
 CHUNK = 1 << 22  # bytes copied and hashed at a time
 
@@ -118,6 +119,7 @@ def joined_folder(model: SplitModel, cache: Path | None = None) -> Path:
             )
         for file in files:
             shutil.copyfile(file, staging / file.name)
+        sync_all()  # the small files too are on disk before the folder appears
         staging.chmod(0o755)
         if folder.exists() and not _whole(folder, model):  # left by a copy made by hand
             shutil.rmtree(folder, ignore_errors=True)
