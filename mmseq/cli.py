@@ -306,7 +306,14 @@ def _check_outputs(files: list[str], output_dir: Path) -> None:
 
 # what a speech model trained from scratch follows of the transcription options (the others
 # need Whisper's conventions: timestamps, languages, prompts, temperature fallback, VAD)
-_CHUNK_OPTIONS = {"beam_size", "batch_size", "max_new_tokens", "keep_alignments"}
+_CHUNK_OPTIONS = {
+    "beam_size",
+    "batch_size",
+    "max_new_tokens",
+    "keep_alignments",
+    "vad",
+    "vad_options",
+}
 CHUNK_MAX_NEW_TOKENS = 128  # ChunkTranscriber's default
 
 
@@ -330,7 +337,8 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace, opti
         raise ValueError(
             f"{args.model} is a speech model trained from scratch (its own tokenizer, text "
             f"only, 30 s chunks): it cannot follow {', '.join(unfollowed)}; those need a "
-            "Whisper model or fine-tune (it follows --beam-size, --batch-size, --max-new-tokens)"
+            "Whisper model or fine-tune (it follows --beam-size, --batch-size, --max-new-tokens, "
+            "--vad, --vad-parameters)"
         )
     if args.explain:
         raise ValueError(
@@ -351,7 +359,8 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace, opti
     )
     failed = 0
     for name in files:
-        result = transcriber.transcribe(name, batch_size=args.batch_size)
+        vad = options.vad_options if options.vad else None
+        result = transcriber.transcribe(name, batch_size=args.batch_size, vad=vad)
         if result.error:
             failed += 1
             print(f"mmseq: error: {result.error}", file=sys.stderr)
@@ -484,6 +493,12 @@ def _make_summarization(args: argparse.Namespace) -> int:
     )
     _print_splits(args.out, stats, "documents")
     return 0
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    from mmseq.data.check import run_check
+
+    return run_check(args.manifests, args.kind, args.tokenizer, args.max_tokens)
 
 
 def _print_splits(out: str, stats: dict, unit: str) -> None:
@@ -794,8 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--patience",
         type=_optional_float,
         default=None,
-        help="beam search: stop once beam size x patience hypotheses have finished "
-        "(default: 1.0)",
+        help="beam search: stop once beam size x patience hypotheses have finished (default: 1.0)",
     )
     add(
         "--length-penalty",
@@ -1019,7 +1033,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_command(commands, common)
 
-    d = commands.add_parser("data", help="datasets: the embedded demo data, Debian text")
+    d = commands.add_parser(
+        "data", help="datasets: the embedded demo data, Debian text, checking manifests"
+    )
     data = d.add_subparsers(dest="data_command", required=True)
     m = data.add_parser(
         "make-demo",
@@ -1083,6 +1099,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ms.add_argument("--held-out", **held_out)
     ms.set_defaults(run=_make_summarization)
+    dc = data.add_parser(
+        "check",
+        help="every bad row of speech, caption and text-pair manifests, and what they hold",
+        parents=[common],
+    )
+    dc.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSON lines, TSV or CSV")
+    dc.add_argument(
+        "--kind",
+        choices=["speech", "caption", "text"],
+        help="what the manifests hold (default: told by the fields: audio_filepath, "
+        "image_filepath, source/target)",
+    )
+    dc.add_argument(
+        "--tokenizer", help="tokenizer.json (or whisper) to count tokens (default: words)"
+    )
+    dc.add_argument(
+        "--max-tokens",
+        type=int,
+        default=448,
+        help="longest transcript, caption or target, in tokens (words without --tokenizer); "
+        "0: no limit (default: %(default)s, the decoder's default n_ctx)",
+    )
+    dc.set_defaults(run=_check_data)
 
     k = commands.add_parser(
         "tokenizer", help="train a tokenizer (byte-level BPE or SentencePiece-style unigram)"
@@ -1139,12 +1178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TRAINING_HELP:  # LightningCLI parses its own arguments
         from mmseq.data.errors import DataError
-        from mmseq.errors import CheckpointError
+        from mmseq.errors import CheckpointError, NonFiniteError
         from mmseq.training.cli import run
 
         try:
             run(argv)
-        except (CheckpointError, DataError) as err:  # what the files hold, not a bug
+        except (CheckpointError, DataError, NonFiniteError) as err:  # not a bug: no traceback
             print(f"mmseq {argv[0]}: error: {err}", file=sys.stderr)
             return 2
         return 0

@@ -154,11 +154,10 @@ def test_speech_undecodable_audio(tmp_path: Path) -> None:
     not_audio = tmp_path / "data" / "clips" / "notes.wav"
     manifest = _speech(tmp_path, A, {**A, "audio_filepath": "clips/notes.wav"})
     not_audio.write_text("this is not audio")
-    # Without skip_bad the header is not read when building; decoding fails naming the line.
-    dataset = SpeechManifestDataset(manifest)
+    # every header is read when the dataset is built: the run stops before it starts
     with pytest.raises(DataError, match=rf"{manifest}, line 2: .*notes\.wav"):
-        dataset[1]
-    # With skip_bad every header is checked up front, so the line is skipped.
+        SpeechManifestDataset(manifest)
+    # with skip_bad the line is skipped
     dataset = SpeechManifestDataset(manifest, skip_bad=True)
     assert len(dataset) == 1 and dataset.skipped[0][0] == 2
 
@@ -280,9 +279,8 @@ def test_image_caption_bad_lines(tmp_path: Path, line: object, match: str) -> No
 def test_image_caption_undecodable_image(tmp_path: Path) -> None:
     manifest = _captions(tmp_path, RED, {**RED, "image_filepath": "img/fake.png"})
     (tmp_path / "data" / "img" / "fake.png").write_text("not an image")
-    dataset = ImageCaptionDataset(manifest, TRANSFORM, train=False)
     with pytest.raises(DataError, match=rf"{manifest}, line 2: .*fake\.png: not an image"):
-        dataset[1]
+        ImageCaptionDataset(manifest, TRANSFORM, train=False)  # every header read up front
     dataset = ImageCaptionDataset(manifest, TRANSFORM, train=False, skip_bad=True)
     assert len(dataset) == 1 and "not an image" in dataset.skipped[0][1]
 
@@ -389,7 +387,7 @@ def test_text_pair_bad_lines(tmp_path: Path, suffix: str, line: str, match: str)
 
 
 def test_text_pair_unknown_format(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.csv"
+    path = tmp_path / "pairs.xlsx"
     path.write_text("a,b\n")
-    with pytest.raises(DataError, match=r"pairs\.csv: unknown text-pair format '\.csv'"):
+    with pytest.raises(DataError, match=r"pairs\.xlsx: unknown text-pair format '\.xlsx'"):
         TextPairDataset(path)

@@ -23,6 +23,7 @@ from mmseq.data.manifest import (
     BadEntry,
     EntryDataset,
     Rejects,
+    UniqueIds,
     decode_line,
     field,
     optional_id,
@@ -43,6 +44,7 @@ class CaptionEntry:
     path: Path
     captions: tuple[str, ...]
     location: str  # named by errors raised when the image is decoded
+    line: int  # in the manifest (COCO: the index in 'images')
 
 
 class _CaptionDataset(EntryDataset):
@@ -82,10 +84,7 @@ class _CaptionDataset(EntryDataset):
 
     def _add(self, entry: CaptionEntry) -> None:
         if self.rejects.skip_bad:
-            try:
-                check_image(entry.path, self.max_pixels)
-            except ImageLoadError as exc:
-                raise BadEntry(str(exc)) from None
+            verify_image(entry.path, self.max_pixels)
         self.entries.append(entry)
 
 
@@ -96,10 +95,11 @@ class ImageCaptionDataset(_CaptionDataset):
     the image path as written).
 
     Relative paths resolve against the manifest's folder; the manifest is checked when the
-    dataset is built (JSON, fields, empty captions, missing or empty files, paths leaving the
-    manifest's folder). With ``skip_bad=True`` bad lines are skipped (see `skipped`) and each
-    image's header is verified too; otherwise the first bad line raises `DataError`. An image
-    that fails to decode later raises `DataError` naming the manifest line.
+    dataset is built (see `read_caption_manifest`: JSON, fields, empty captions, duplicate ids,
+    missing or empty files, paths leaving the manifest's folder). With ``skip_bad=True`` bad
+    lines are skipped (see `skipped`) and each image's header is verified too; otherwise one
+    `DataError` lists the bad lines. An image that fails to decode later raises `DataError`
+    naming the manifest line.
 
     Args:
         transform: PIL RGB image -> [3, H, W] tensor, e.g. `mmseq.data.images.image_transforms`.
@@ -120,15 +120,9 @@ class ImageCaptionDataset(_CaptionDataset):
     ) -> None:
         super().__init__(transform, train, skip_bad, max_pixels)
         self.manifest = Path(manifest)
-        root = self.manifest.parent
-        for line, raw in read_lines(self.manifest):
-            location = where(self.manifest, line)
-            with self.rejects.guard(location, line):
-                record = parse_json_object(decode_line(raw))
-                value = field(record, "image_filepath", self.FIELDS)
-                captions = _captions(record)
-                path = resolve_file(value, root, "image_filepath", allow_outside_root)
-                self._add(CaptionEntry(optional_id(record, value), path, captions, location))
+        self.entries = read_caption_manifest(
+            self.manifest, self.rejects, allow_outside_root, max_pixels, read_headers=True
+        )
         self.rejects.report(self.manifest, len(self.entries))
 
 
@@ -171,7 +165,8 @@ class CocoCaptionsDataset(_CaptionDataset):
                 if not captions.get(image_id):
                     raise BadEntry(f"image {image_id!r} has no captions in 'annotations'")
                 path = resolve_file(file_name, self.images_dir, "file_name", allow_outside_root)
-                entry = CaptionEntry(str(image_id), path, tuple(captions[image_id]), location)
+                captioned = tuple(captions[image_id])
+                entry = CaptionEntry(str(image_id), path, captioned, location, index)
                 self._add(entry)
         self.entries.sort(key=lambda e: _id_order(e.id))
         self.rejects.report(self.annotations_json, len(self.entries))
@@ -191,6 +186,53 @@ class CocoCaptionsDataset(_CaptionDataset):
                     raise BadEntry(f"image_id {image_id!r} is not among 'images'")
                 captions.setdefault(image_id, []).append(caption)
         return captions
+
+
+MANIFEST_FIELDS = ImageCaptionDataset.FIELDS
+
+
+def read_caption_manifest(
+    manifest: Path,
+    rejects: Rejects,
+    allow_outside_root: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    read_headers: bool = False,
+) -> list[CaptionEntry]:
+    """The usable lines of an image-caption manifest; the others go to `rejects`. The rules of
+    `ImageCaptionDataset` and of `mmseq data check`.
+
+    Args:
+        read_headers: also verify each image's header (`verify_image`).
+    """
+    entries: list[CaptionEntry] = []
+    ids = UniqueIds(
+        "give each line its own 'id', or list every caption of an image on one line "
+        "under 'captions'"
+    )
+    for line, raw in read_lines(manifest):
+        location = where(manifest, line)
+        with rejects.guard(location, line):
+            record = parse_json_object(decode_line(raw))
+            value = field(record, "image_filepath", MANIFEST_FIELDS)
+            captions = _captions(record)
+            item_id = optional_id(record, value)
+            path = resolve_file(value, manifest.parent, "image_filepath", allow_outside_root)
+            if read_headers:
+                try:
+                    verify_image(path, max_pixels)
+                except BadEntry as exc:
+                    raise BadEntry(f"image_filepath '{value}': {exc}") from None
+            ids.add(item_id, line)
+            entries.append(CaptionEntry(item_id, path, captions, location, line))
+    return entries
+
+
+def verify_image(path: Path, max_pixels: int | None) -> None:
+    """`BadEntry` unless `path`'s header is an image's (`check_image`)."""
+    try:
+        check_image(path, max_pixels)
+    except ImageLoadError as exc:
+        raise BadEntry(str(exc)) from None
 
 
 def _captions(record: dict[str, Any]) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """Every dataset in one place; each is defined in its modality's module.
 
-All of them check their manifest when built, raise `DataError` naming the manifest and line
-for bad data (or skip and record it with ``skip_bad=True``), and expose `costs()` for length
-bucketing.
+All of them check their manifest when built and raise one `DataError` listing every bad entry
+by manifest and line (or skip and record them with ``skip_bad=True``), and expose `costs()` for
+length bucketing. `mmseq data check` (`mmseq.data.check`) applies the same rules.
 """
 
 from __future__ import annotations

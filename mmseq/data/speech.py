@@ -19,6 +19,7 @@ from mmseq.data.manifest import (
     BadEntry,
     EntryDataset,
     Rejects,
+    UniqueIds,
     decode_line,
     duration_value,
     field,
@@ -42,6 +43,7 @@ class SpeechEntry:
     text: str
     duration: float  # seconds
     location: str  # "manifest, line N": named by errors raised when the audio is decoded
+    line: int
 
 
 class _SpeechDataset(EntryDataset):
@@ -64,10 +66,13 @@ class _SpeechDataset(EntryDataset):
         """Seconds of audio per item (from the manifest or the file header), for bucketing."""
         return [entry.duration for entry in self.entries]
 
-    def _keep(self, entry: SpeechEntry, line: int, max_duration: float | None) -> None:
+    def _keep(self, entry: SpeechEntry, max_duration: float | None) -> None:
         if max_duration is not None and entry.duration > max_duration:
             self.filtered.append(
-                (line, f"{entry.location}: {entry.duration:.2f} s > max_duration {max_duration}")
+                (
+                    entry.line,
+                    f"{entry.location}: {entry.duration:.2f} s > max_duration {max_duration}",
+                )
             )
         else:
             self.entries.append(entry)
@@ -92,11 +97,11 @@ class SpeechManifestDataset(_SpeechDataset):
     ``"id"`` names the item, else the audio path as written).
 
     Relative paths resolve against the manifest's folder. The manifest is checked when the
-    dataset is built: JSON, fields, empty transcripts, files that are missing or empty, paths
-    leaving the manifest's folder. With ``skip_bad=True`` bad lines are skipped (see `skipped`)
-    and every audio file's header is read as well, so undecodable files are skipped too;
-    otherwise the first bad line raises `DataError`. Audio that fails to decode later raises
-    `DataError` naming the manifest line.
+    dataset is built (see `read_speech_manifest`): JSON, fields, empty transcripts, duplicate
+    ids, files that are missing, empty or have no readable audio header, paths leaving the
+    manifest's folder: a run stops at start-up, not hours in. With ``skip_bad=True`` bad lines
+    are skipped (see `skipped`); otherwise one `DataError` lists them. Audio whose header reads
+    but whose samples fail to decode later raises `DataError` naming the manifest line.
 
     Args:
         max_duration: leave out utterances longer than this many seconds (listed in
@@ -115,24 +120,40 @@ class SpeechManifestDataset(_SpeechDataset):
         self.sample_rate = sample_rate
         self.rejects = Rejects(skip_bad)
         self.entries, self.filtered = [], []
-        root = self.manifest.parent
-        for line, raw in read_lines(self.manifest):
-            location = where(self.manifest, line)
-            with self.rejects.guard(location, line):
-                record = parse_json_object(decode_line(raw))
-                entry = self._entry(record, root, location, allow_outside_root)
-                if skip_bad:
-                    _check_audio(entry.path)
-                self._keep(entry, line, max_duration)
+        rows = read_speech_manifest(self.manifest, self.rejects, allow_outside_root, True)
+        for entry in rows:
+            self._keep(entry, max_duration)
         self._finish(self.manifest, max_duration)
 
-    @staticmethod
-    def _entry(record: dict, root: Path, location: str, allow_outside_root: bool) -> SpeechEntry:
-        value = field(record, "audio_filepath", MANIFEST_FIELDS)
-        duration = duration_value(field(record, "duration", MANIFEST_FIELDS))
-        text = text_value(field(record, "text", MANIFEST_FIELDS), "text")
-        path = resolve_file(value, root, "audio_filepath", allow_outside_root)
-        return SpeechEntry(optional_id(record, value), path, text, duration, location)
+
+def read_speech_manifest(
+    manifest: Path, rejects: Rejects, allow_outside_root: bool = False, read_headers: bool = False
+) -> list[SpeechEntry]:
+    """The usable lines of a NeMo-style manifest; the others go to `rejects`. The rules of
+    `SpeechManifestDataset` and of `mmseq data check`.
+
+    Args:
+        read_headers: also read each audio file's header (`check_audio`).
+    """
+    entries: list[SpeechEntry] = []
+    ids = UniqueIds()
+    for line, raw in read_lines(manifest):
+        location = where(manifest, line)
+        with rejects.guard(location, line):
+            record = parse_json_object(decode_line(raw))
+            value = field(record, "audio_filepath", MANIFEST_FIELDS)
+            duration = duration_value(field(record, "duration", MANIFEST_FIELDS))
+            text = text_value(field(record, "text", MANIFEST_FIELDS), "text")
+            item_id = optional_id(record, value)
+            path = resolve_file(value, manifest.parent, "audio_filepath", allow_outside_root)
+            if read_headers:
+                try:
+                    check_audio(path)
+                except BadEntry as exc:
+                    raise BadEntry(f"audio_filepath '{value}': {exc}") from None
+            ids.add(item_id, line)
+            entries.append(SpeechEntry(item_id, path, text, duration, location, line))
+    return entries
 
 
 class LibriSpeechDataset(_SpeechDataset):
@@ -168,12 +189,13 @@ class LibriSpeechDataset(_SpeechDataset):
             for line, raw in read_lines(transcript):
                 location = where(transcript, line)
                 with self.rejects.guard(location, line):
-                    entry = self._entry(decode_line(raw), transcript, location, allow_outside_root)
-                    self._keep(entry, line, max_duration)
+                    text = decode_line(raw)
+                    entry = self._entry(text, transcript, location, line, allow_outside_root)
+                    self._keep(entry, max_duration)
         self._finish(self.folder, max_duration)
 
     def _entry(
-        self, text: str, transcript: Path, location: str, allow_outside_root: bool
+        self, text: str, transcript: Path, location: str, line: int, allow_outside_root: bool
     ) -> SpeechEntry:
         utterance, _, words = text.strip().partition(" ")
         if not words.strip():
@@ -181,8 +203,8 @@ class LibriSpeechDataset(_SpeechDataset):
         audio = resolve_file(
             str(transcript.parent / f"{utterance}.flac"), self.folder, "audio", allow_outside_root
         )
-        duration = _check_audio(audio)
-        return SpeechEntry(utterance, audio, words.strip(), duration, location)
+        duration = check_audio(audio)
+        return SpeechEntry(utterance, audio, words.strip(), duration, location, line)
 
 
 def _split_folder(root: Path, split: str) -> Path:
@@ -195,7 +217,7 @@ def _split_folder(root: Path, split: str) -> Path:
     )
 
 
-def _check_audio(path: Path) -> float:
+def check_audio(path: Path) -> float:
     """Seconds of audio in `path`, from its header; `BadEntry` if it is not readable audio."""
     try:
         info = sf.info(str(path))
