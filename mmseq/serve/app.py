@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from mmseq import __version__
-from mmseq.serve import audio, generation
+from mmseq.serve import audio, generation, web
 from mmseq.serve.config import ServeConfig
 from mmseq.serve.errors import APIError, install_handlers
 from mmseq.serve.limits import GateMiddleware
@@ -44,6 +44,7 @@ def create_app(
     install_handlers(app)
     app.include_router(audio.router)
     app.include_router(generation.router)
+    app.include_router(web.router)  # the page at /
     _add_service_routes(app, models, metrics)
     # outermost first: metrics see every answer, the gate's refusals included
     app.add_middleware(
@@ -74,19 +75,27 @@ def _add_service_routes(app: FastAPI, models: ServedModels, metrics: Metrics) ->
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict:
         created = request.app.state.started
-        return {"object": "list", "data": [_model(i, created) for i, _ in models.ids()]}
+        return {"object": "list", "data": [_model(i, k, created) for i, k in models.ids()]}
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, request: Request) -> dict:
-        if model_id not in {i for i, _ in models.ids()}:
+        kinds = dict(models.ids())
+        if model_id not in kinds:
             raise APIError(
                 404,
                 f"The model `{model_id}` does not exist.",
                 param="model",
                 code="model_not_found",
             )
-        return _model(model_id, request.app.state.started)
+        return _model(model_id, kinds[model_id], request.app.state.started)
 
 
-def _model(model_id: str, created: int) -> dict:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": "mmseq"}
+def _model(model_id: str, kind: str, created: int) -> dict:
+    """OpenAI's model object, and what the model serves (kind: speech, text or caption)."""
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": "mmseq",
+        "kind": kind,
+    }

@@ -14,7 +14,8 @@ from typing import Any
 
 from mmseq.serve.errors import APIError
 
-OPEN_PATHS = ("/health", "/ready", "/metrics")  # answered without an API key
+# answered without an API key: probes, and the web page at / (mmseq.serve.web; it asks for it)
+OPEN_PATHS = ("/health", "/ready", "/metrics", "/static/")
 
 
 class UploadTooLarge(APIError):
@@ -46,7 +47,7 @@ class GateMiddleware:
         await self.app(scope, _Counted(receive, self.limit), send)
 
     def _unauthorized(self, path: str, headers: dict[str, str]) -> APIError | None:
-        if self.api_key is None or path.startswith(OPEN_PATHS):
+        if self.api_key is None or path == "/" or path.startswith(OPEN_PATHS):
             return None
         given = headers.get("authorization", "")
         scheme, _, token = given.partition(" ")
