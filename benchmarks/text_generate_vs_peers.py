@@ -212,7 +212,7 @@ def _fixtures():
     return text_fixtures
 
 
-def build_marian(folder: Path) -> None:
+def build_marian(folder: Path, tokenizer: bool = True) -> None:
     import torch
     import transformers
 
@@ -246,7 +246,8 @@ def build_marian(folder: Path) -> None:
         "max_length": 512,
     }
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    _marian_tokenizer(folder)
+    if tokenizer:  # benchmarks/gpu_check.py feeds ids and needs none
+        _marian_tokenizer(folder)
 
 
 MARIAN_CLOCK_DIM = 102  # sin(t * 10000 ** (-102 / 256)) = sin(0.0255 t)
@@ -348,7 +349,7 @@ T5_CLOCK_WEIGHT = -53.0  # EOS weight on the 1 / (t + 1) feature at the output
 T5_CONST_WEIGHT = 122.0  # EOS weight on the constant feature (others: T5_CONST_FEATURE)
 
 
-def build_t5(folder: Path) -> None:
+def build_t5(folder: Path, tokenizer: bool = True) -> None:
     import torch
     import transformers
 
@@ -371,7 +372,8 @@ def build_t5(folder: Path) -> None:
     model.save_pretrained(folder)
     generation = {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    _fixtures().make_tokenizer_folder("t5", folder)
+    if tokenizer:
+        _fixtures().make_tokenizer_folder("t5", folder)
 
 
 def _t5_length_clock(model, start: int, eos: int) -> None:

@@ -129,9 +129,12 @@ def whisper_config(config: ModelConfig) -> WhisperConfig:
     )
 
 
-def build_pair(seed: int, pad_to_30s: bool) -> tuple[EncoderDecoder, nn.Module]:
-    """mmseq (from the YAML) and Hugging Face, holding the same seeded random weights."""
-    config = ModelConfig.from_yaml(CONFIG)
+def build_pair(
+    seed: int, pad_to_30s: bool, config: ModelConfig | None = None
+) -> tuple[EncoderDecoder, nn.Module]:
+    """mmseq (from the YAML, or `config`: a Whisper-style ModelConfig) and Hugging Face, holding
+    the same seeded random weights."""
+    config = dataclasses.replace(config or ModelConfig.from_yaml(CONFIG))
     config.audio = dataclasses.replace(config.audio, pad_to_30s=pad_to_30s)
     torch.manual_seed(seed)
     hf = WhisperForConditionalGeneration(whisper_config(config))

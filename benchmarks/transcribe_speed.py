@@ -121,10 +121,11 @@ def hf_generation_config(whisper: Whisper) -> HFGenerationConfig:
 
 
 def hf_engine(model: WhisperForConditionalGeneration, whisper: Whisper) -> Engine:
-    features = LogMelSpectrogram(whisper.model.config.audio.n_mels)
+    weight = next(model.parameters())  # features and prompt go where the model is
+    features = LogMelSpectrogram(whisper.model.config.audio.n_mels).to(weight.device)
     model.generation_config = hf_generation_config(whisper)
     tok = whisper.tokenizer
-    prefix = torch.tensor([tok.sot_sequence(without_timestamps=True)])
+    prefix = torch.tensor([tok.sot_sequence(without_timestamps=True)], device=weight.device)
 
     @torch.inference_mode()
     def run(audios: list[np.ndarray], batch_size: int) -> list[str]:
@@ -135,9 +136,10 @@ def hf_engine(model: WhisperForConditionalGeneration, whisper: Whisper) -> Engin
             waves = torch.zeros(len(batch), int(lengths.max()))
             for i, audio in enumerate(batch):
                 waves[i, : len(audio)] = torch.from_numpy(audio)
-            mel, _ = features(waves, lengths)
+            mel, _ = features(waves.to(weight.device), lengths.to(weight.device))
             out = model.generate(
-                input_features=mel, decoder_input_ids=prefix.expand(len(batch), -1)
+                input_features=mel.to(weight.dtype),
+                decoder_input_ids=prefix.expand(len(batch), -1),
             )
             for row in out.tolist():
                 texts.append(tok.decode([t for t in row if t < tok.eot]).strip())
