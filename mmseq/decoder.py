@@ -34,10 +34,12 @@ class DecoderConfig(TextStackConfig):
 class DecoderCache:
     """Everything incremental decoding keeps between steps, passed explicitly (no hooks).
 
-    self_attn: one preallocated KVCache per layer; context_kv: per layer the cross-attention
-    keys/values [B, H, S, Dh], projected once per input; context_mask: SDPA mask [B, 1, 1, S]
-    or None; position: how many tokens have been decoded so far; key_positions: [max_len], the
-    position of each cache slot, against which each step's mask is built.
+    self_attn: one preallocated KVCache per layer, a row per hypothesis [R, ...]; context_kv:
+    per layer the cross-attention keys/values [B, H, S, Dh], projected once per input and
+    shared by its R / B consecutive rows (beams, samples; see CrossAttention.forward);
+    context_mask: SDPA mask [B, 1, 1, S] or None; position: how many tokens have been decoded
+    so far; key_positions: [max_len], the position of each cache slot, against which each
+    step's mask is built.
     """
 
     self_attn: list[KVCache]
@@ -68,16 +70,24 @@ class DecoderCache:
 
     def reorder(self, index: Tensor) -> None:
         """Row i continues the hypothesis of row index[i] (beam search). With as many rows as
-        before the context rows stay (beams of one input only swap among themselves); fewer
-        rows drop the others, finished inputs, context included, so that later steps do not
-        compute them (CTranslate2 does the same; at batch 32 most rows finish early)."""
+        before the context stays (beams of one input only swap among themselves); fewer rows
+        drop the others, finished inputs, context included, so that later steps do not compute
+        them (CTranslate2 does the same; at batch 32 most rows finish early). Rows that share
+        an input's context stay together: `index` keeps whole runs of them."""
         shrink = index.shape[0] != self.rows
+        group = self.rows // self.context_kv[0][0].shape[0]
         for cache in self.self_attn:
             cache.reorder(index, self.position)
         if shrink:
-            self.context_kv = [(k[index], v[index]) for k, v in self.context_kv]
+            inputs = index[::group] // group
+            whole = index.shape[0] % group == 0 and (
+                group == 1 or bool((index.view(-1, group) // group == inputs[:, None]).all())
+            )
+            if not whole:
+                raise ValueError("reorder: the rows of one input must stay together")
+            self.context_kv = [(k[inputs], v[inputs]) for k, v in self.context_kv]
             if self.context_mask is not None:
-                self.context_mask = self.context_mask[index]
+                self.context_mask = self.context_mask[inputs]
 
 
 class TextDecoder(TextStack):
@@ -118,15 +128,11 @@ class TextDecoder(TextStack):
         repeat: int = 1,
     ) -> DecoderCache:
         """A cache for decoding up to max_len tokens (default n_ctx) against context [B, S, D],
-        each input repeated `repeat` times (beams) after the projection, so it is done once."""
+        `repeat` rows per input (beams, samples), which share its projected context."""
         max_len = max_len or self.config.n_ctx
         if max_len > self.config.n_ctx:
             raise ValueError(f"max_len {max_len} exceeds the decoder's n_ctx {self.config.n_ctx}")
         kv = self.project_context(context)
-        if repeat > 1:
-            kv = [(k.repeat_interleave(repeat, 0), v.repeat_interleave(repeat, 0)) for k, v in kv]
-            if context_mask is not None:
-                context_mask = context_mask.repeat_interleave(repeat, 0)
         weight = self.token_embedding.weight
         attn = self.blocks[0].attn
         caches = [

@@ -239,3 +239,30 @@ def test_position_kinds_are_checked() -> None:
         DecoderConfig(positions="rope")
     with pytest.raises(ValueError, match="'relative' is for text stacks only"):
         AudioEncoder(AudioEncoderConfig(positions="relative"))
+
+
+def test_rows_of_one_input_share_its_cross_attention_context() -> None:
+    """Beams (or samples) of an input attend to its keys and values stored once: the same
+    outputs as attending to a copy per row, and the decoder cache keeps a row's input when
+    inputs finish (and refuses to mix the rows of two inputs)."""
+    from mmseq.decoder import DecoderConfig, TextDecoder
+    from mmseq.nn import CrossAttention
+
+    torch.manual_seed(0)
+    attn = CrossAttention(32, 4).eval()
+    context = torch.randn(2, 7, 32)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])[:, None, None, :]
+    x = torch.randn(6, 3, 32)  # 3 rows per input
+    shared = attn(x, attn.project_context(context), mask)
+    copied = attn.project_context(context.repeat_interleave(3, 0))
+    assert torch.allclose(shared, attn(x, copied, mask.repeat_interleave(3, 0)), atol=1e-6)
+    assert torch.allclose(attn.scores(x, attn.project_context(context)), attn.scores(x, copied))
+
+    decoder = TextDecoder(DecoderConfig(vocab_size=11, n_ctx=8, n_layers=1)).eval()
+    cache = decoder.new_cache(torch.randn(2, 7, decoder.d_model), max_len=4, repeat=3)
+    with torch.inference_mode():
+        decoder(torch.ones(6, 1, dtype=torch.long), cache=cache)
+        cache.reorder(torch.tensor([5, 3, 4]))  # input 0 finished: input 1's rows go on
+        assert cache.context_kv[0][0].shape[0] == 1 and cache.rows == 3
+        with pytest.raises(ValueError, match="rows of one input must stay together"):
+            cache.reorder(torch.tensor([0]))  # one of the input's three rows

@@ -187,15 +187,31 @@ class CrossAttention(_Attention):
         return self.split_heads(k), self.split_heads(v)
 
     def scores(self, x: Tensor, kv: tuple[Tensor, Tensor]) -> Tensor:
-        """Scaled query-key scores [B, H, T, S] in fp32, before the softmax (SDPA never
-        materialises them; alignment needs them)."""
+        """Scaled query-key scores [R, H, T, S] in fp32, before the softmax (SDPA never
+        materialises them; alignment needs them). R: as in `forward`."""
         q = self.split_heads(self.q(x)).float()
+        keys = kv[0].repeat_interleave(q.shape[0] // kv[0].shape[0], 0)
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
-        return (q @ kv[0].float().transpose(-1, -2)) * scale
+        return (q @ keys.float().transpose(-1, -2)) * scale
 
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mask: Tensor | None = None) -> Tensor:
-        """x [B, T, D] attends to the projected context kv -> [B, T, D]."""
-        return self.attend(self.split_heads(self.q(x)), *kv, mask, causal=False)
+        """x [R, T, D] attends to the projected context kv (keys, values [B, H, S, Dh]; mask
+        [B, 1, 1, S] or None) -> [R, T, D].
+
+        R is B, or a multiple G of it: then each run of G rows (the beams or samples of one
+        input) shares its input's keys and values, which are stored and read once rather than
+        G times (at beam 5 the cross-attention read 5 copies of 1500 keys per layer and step).
+        The G rows' queries are folded into the query axis of their input: cross-attention has
+        no mask between queries, so each still attends on its own."""
+        q = self.split_heads(self.q(x))
+        k, v = kv
+        rows, inputs = q.shape[0], k.shape[0]
+        if rows == inputs:
+            return self.attend(q, k, v, mask, causal=False)
+        _, h, t, d = q.shape
+        group = rows // inputs
+        q = q.view(inputs, group, h, t, d).transpose(1, 2).reshape(inputs, h, group * t, d)
+        return self.attend(q, k, v, mask, causal=False).view(rows, t, -1)
 
 
 def padding_mask_for_sdpa(mask: Tensor | None) -> Tensor | None:
