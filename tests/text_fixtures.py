@@ -59,10 +59,15 @@ _CORPUS_PAIRS = 5000
 
 @functools.cache
 def gettext_pairs() -> tuple[tuple[str, str], ...]:
-    """(English msgid, French msgstr) of all French gettext catalogs, first translation of each
-    msgid kept, sorted by msgid. Plural entries and the header are left out."""
+    """(English msgid, French msgstr) of the French catalogs of `DEFAULT_DOMAINS` (the packages
+    `make catalogs` installs: other software, such as the GTK that the browser test's chromium
+    brings, must not change the strings the tests draw), first translation of each msgid kept,
+    sorted by msgid. Plural entries and the header are left out."""
+    from mmseq.data.gettext_corpus import DEFAULT_DOMAINS
+
     pairs: dict[str, str] = {}
-    for path in sorted(LOCALE_DIR.glob("fr/LC_MESSAGES/*.mo")):
+    catalogs = LOCALE_DIR.glob("fr/LC_MESSAGES/*.mo")
+    for path in sorted(p for p in catalogs if p.stem in DEFAULT_DOMAINS):
         try:
             with path.open("rb") as f:
                 catalog = gettext.GNUTranslations(f)._catalog  # msgid -> msgstr
