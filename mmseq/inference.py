@@ -8,8 +8,9 @@ through the full Whisper long-form path (`mmseq.transcription`); other speech mo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from itertools import islice
 
 import torch
 from torch import Tensor
@@ -72,15 +73,20 @@ class Captioner:
     def device(self) -> torch.device:
         return next(self.trained.model.parameters()).device
 
-    def caption(self, images: Sequence[str | os.PathLike], batch_size: int = 16) -> list[Caption]:
+    def caption(self, images: Iterable[str | os.PathLike], batch_size: int = 16) -> list[Caption]:
         return list(self.iter_caption(images, batch_size))
 
     def iter_caption(
-        self, images: Sequence[str | os.PathLike], batch_size: int = 16
+        self, images: Iterable[str | os.PathLike], batch_size: int = 16
     ) -> Iterator[Caption]:
-        """Captions in input order; an unreadable image gives a Caption with `error` set."""
-        for start in range(0, len(images), batch_size):
-            names = [str(p) for p in images[start : start + batch_size]]
+        """Captions in input order; an unreadable image gives a Caption with `error` set.
+
+        `images` is read lazily, a batch at a time, and only that batch's images are decoded:
+        memory does not grow with the number of images."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        names_in = (str(p) for p in images)
+        while names := list(islice(names_in, batch_size)):
             results = [Caption(name) for name in names]
             pixels, good = [], []
             for i, name in enumerate(names):

@@ -9,16 +9,20 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mmseq.serialization import write_text_atomic
+from mmseq.serialization import atomic_open, write_text_atomic
 
 SPLITS = ("train", "val", "test")
 
 
 def write_jsonl_atomic(path: Path, rows: Iterable[Mapping[str, object]]) -> int:
-    """One JSON object per line (UTF-8, not escaped), written atomically. Returns the count."""
-    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
-    write_text_atomic(path, "".join(lines))
-    return len(lines)
+    """One JSON object per line (UTF-8, not escaped), written atomically, a line at a time (no
+    copy of the whole text in memory). Returns the count."""
+    count = 0
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
 
 
 def write_json_atomic(path: Path, data: object) -> None:

@@ -37,6 +37,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
+from mmseq.data.corpus_files import write_jsonl_atomic
 from mmseq.data.demo_speech import TEST_VOICES, TRAIN_VOICES, plan_clips, synthesize
 from mmseq.data.digits import make_digits
 from mmseq.data.sentences import demo_sentences
@@ -221,7 +222,7 @@ def _writable_folder(out: Path) -> Path:
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_jsonl_atomic(path, rows)  # a line at a time
 
 
 def _write_shapes(

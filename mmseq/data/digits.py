@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mmseq.serialization import atomic_path, write_text_atomic
+from mmseq.serialization import atomic_open, atomic_path
 
 HEIGHT, WIDTH = 32, 128
 DIGIT_SIZE = 32
@@ -144,8 +144,7 @@ def make_digits(
             rows.append(row | {"sources": list(string.sources)})
             if on_item is not None:
                 on_item(split)
-        write_text_atomic(
-            folder / f"{split}.jsonl", "".join(json.dumps(row) + "\n" for row in rows)
-        )
+        with atomic_open(folder / f"{split}.jsonl", "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)  # a line at a time
         manifests[split] = rows
     return manifests

@@ -1,18 +1,20 @@
 """TextGenerator: text in, text out, for imported T5 / BART / Marian / Pegasus folders and for
 text-to-text models trained with `mmseq fit`.
 
-Inputs are sorted by length, batched, decoded and put back in order, so a batch pads little.
+Inputs are read a window at a time (4096 by default), sorted by length within it, batched,
+decoded and put back in order, so a batch pads little and memory does not grow with the input.
 An empty (or whitespace-only) input gives an empty output without running the model, and an
-input longer than the encoder's positions is cut to them with one warning per call.
+input longer than the encoder's positions is cut to them with one warning per call (at its end).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ from mmseq.precision import apply_compute_type, check_device
 # Without max_length/max_new_tokens in the model's generation config, transformers stops at 20
 # tokens in all, which cuts most sentences short; mmseq allows this many (within n_ctx).
 DEFAULT_MAX_NEW_TOKENS = 256
+# inputs read, sorted by length and decoded together before the next are read: enough for
+# batches of similar lengths, few enough that a million lines need no more memory than a few
+WINDOW = 4096
 
 
 @dataclass
@@ -214,13 +219,13 @@ class TextGenerator:
             return ids, False
         return self._encode(text, limit), True
 
-    def generate(self, texts: Sequence[str], **options: Any) -> list[str]:
+    def generate(self, texts: Iterable[str], **options: Any) -> list[str]:
         """Texts -> generated texts, in order. options: see `results`."""
         return [r.text for r in self.results(texts, **options)]
 
     def results(
         self,
-        texts: Sequence[str],
+        texts: Iterable[str],
         batch_size: int = 32,
         **overrides: Any,
     ) -> list[Generated]:
@@ -229,22 +234,39 @@ class TextGenerator:
         return list(self.iter_results(texts, batch_size, **overrides))
 
     def iter_results(
-        self, texts: Sequence[str], batch_size: int = 32, **overrides: Any
+        self,
+        texts: Iterable[str],
+        batch_size: int = 32,
+        window: int = WINDOW,
+        **overrides: Any,
     ) -> Iterator[Generated]:
-        """As `results`, yielded in input order as soon as each is known."""
+        """As `results`, yielded in input order as soon as each and all before it are known.
+
+        `texts` is read lazily, `window` inputs at a time (a list, a file's lines, a
+        generator): each window is sorted by length, decoded and yielded before the next is
+        read, so memory stays bounded however many inputs come."""
         if isinstance(texts, str):
             texts = [texts]
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < 1 or window < 1:
+            raise ValueError(f"batch_size and window must be >= 1, got {batch_size}, {window}")
         config = self.generation_config(**overrides)
-        encoded = [self.encode(t) if t.strip() else ([], False) for t in texts]
-        cut = sum(truncated for _, truncated in encoded)
-        if cut:
+        inputs = iter(texts)
+        cut = 0
+        while chunk := list(islice(inputs, window)):
+            encoded = [self.encode(t) if t.strip() else ([], False) for t in chunk]
+            cut += sum(truncated for _, truncated in encoded)
+            yield from self._window_results(encoded, batch_size, config)
+        if cut:  # once per call, when the inputs are done
             warnings.warn(
-                f"{cut} input(s) longer than the model's {self.model.config.text.n_ctx} source "
-                "tokens were truncated",
+                f"{cut} input(s) longer than the model's {self.model.config.text.n_ctx} "
+                "source tokens were truncated",
                 stacklevel=2,
             )
+
+    def _window_results(
+        self, encoded: list[tuple[list[int], bool]], batch_size: int, config: GenerationConfig
+    ) -> Iterator[Generated]:
+        """One window's (ids, truncated) inputs -> results in order, batched by length."""
         # longest first, so the first batch shows the memory peak at once
         order = sorted(
             (i for i, (ids, _) in enumerate(encoded) if ids), key=lambda i: -len(encoded[i][0])
@@ -257,10 +279,10 @@ class TextGenerator:
             for i, result in zip(batch, outputs, strict=True):
                 result.truncated = encoded[i][1]
                 done[i] = result
-            while following < len(texts) and (following in done or not encoded[following][0]):
+            while following < len(encoded) and (following in done or not encoded[following][0]):
                 yield done.pop(following, Generated("", [], 0.0))
                 following += 1
-        while following < len(texts):
+        while following < len(encoded):
             yield done.pop(following, Generated("", [], 0.0))
             following += 1
 
