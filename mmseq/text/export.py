@@ -1,33 +1,73 @@
-"""`mmseq export`: a checkpoint fine-tuned from a Hugging Face folder, written back as one.
+"""`mmseq export --format hf`: a checkpoint written back as a Hugging Face folder.
 
-The result is what the model was imported from (config.json, generation_config.json,
-model.safetensors, the tokenizer files) with the fine-tuned weights, so transformers, mmseq's
-`TextGenerator` and CTranslate2's converter read it as they read the original.
+- fine-tuned from a Hugging Face folder (T5, BART, MarianMT, Pegasus): what the model was
+  imported from (config.json, generation_config.json, model.safetensors, the tokenizer files)
+  with the fine-tuned weights, so transformers, mmseq's `TextGenerator` and CTranslate2's
+  converter read it as they read the original;
+- a fine-tuned Whisper: a `WhisperForConditionalGeneration` folder (mmseq.whisper.export).
+
+The folder is built beside `folder` and renamed into place: it is complete or absent.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from mmseq.checkpoint import load_trained
+from mmseq.checkpoint import TrainedModel, load_trained
+from mmseq.data.tokenizer import WhisperTextTokenizer
 from mmseq.errors import CheckpointError
+from mmseq.serialization import sync_folder, usual_permissions
 from mmseq.text.hf import HFModel, family_of, save_hf
 
 
-def export_hf(checkpoint: str | os.PathLike, folder: str | os.PathLike) -> Path:
+def export_hf(checkpoint: str | os.PathLike | TrainedModel, folder: str | os.PathLike) -> Path:
     """Write the `.ckpt` written by `mmseq fit` (fine-tuned from a Hugging Face T5 / BART /
-    MarianMT / Pegasus folder) as a Hugging Face folder. Returns the folder."""
-    trained = load_trained(checkpoint)
+    MarianMT / Pegasus folder, or from Whisper) as a Hugging Face folder. `folder` must not
+    exist, or be empty. Returns the folder."""
+    trained = checkpoint if isinstance(checkpoint, TrainedModel) else load_trained(checkpoint)
+    is_speech = trained.modalities == ["audio"]
+    if trained.hf is None and is_speech and isinstance(trained.tokenizer, WhisperTextTokenizer):
+        from mmseq.whisper.export import export_hf_whisper
+
+        return export_hf_whisper(trained, folder)
     if trained.hf is None:
+        from mmseq.whisper.export import describe
+
         raise CheckpointError(
-            f"{checkpoint}: this model was not fine-tuned from a Hugging Face folder, so there is "
-            "no Hugging Face architecture to write it as (mmseq fit checkpoints load directly "
-            "in mmseq translate / summarize / TextGenerator)"
+            f"{trained.source}: {describe(trained)}, not fine-tuned from a Hugging Face folder "
+            "nor from Whisper, so there is no Hugging Face architecture to write it as "
+            "(--format mmseq writes any model, for every mmseq command)"
         )
     config = trained.hf["config"]
-    family = family_of(config, Path(checkpoint))
-    imported = HFModel(trained.model, family, config, trained.hf["generation"], Path(checkpoint))
-    out = save_hf(imported, folder)
-    trained.tokenizer.save(out)
-    return out
+    family = family_of(config, trained.source)
+    imported = HFModel(trained.model, family, config, trained.hf["generation"], trained.source)
+    with staged_folder(folder) as staging:
+        save_hf(imported, staging)
+        trained.tokenizer.save(staging)
+    return Path(folder)
+
+
+@contextmanager
+def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside `out`, renamed to `out` when the block ends without an error
+    (removed otherwise). `out` must not exist, or be an empty folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out}: exists and is not an empty folder; choose a new one")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        yield staging
+        usual_permissions(staging)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+        sync_folder(out.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
