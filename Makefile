@@ -89,7 +89,9 @@ test: $(VENV)/.installed sysdeps lint
 	$(VENV)/bin/python -m pytest -q -m "not fuzz"
 
 # The long randomised sweeps `make test` leaves out (tests marked fuzz), e.g. `mmseq fit` killed
-# and resumed at 20 more random moments (tests/test_kill_resume.py, about 5 min on one thread).
+# and resumed at 20 more random moments (tests/test_kill_resume.py, about 5 min on one thread),
+# and the readers fed 1500 random and mutated files each (tests/test_fuzz_inputs.py, hypothesis;
+# MMSEQ_FUZZ_EXAMPLES=N for another number; `make test` runs 40 of them, the same every time).
 fuzz: $(VENV)/.installed sysdeps
 	OMP_NUM_THREADS=1 $(VENV)/bin/python -m pytest -q -m fuzz
 

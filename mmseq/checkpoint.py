@@ -151,7 +151,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if path.is_dir():
         return _load_hf_captioner(path, device)
     ckpt = read_checkpoint(path)
-    entry = ckpt.get("mmseq")
+    entry = ckpt.get("mmseq") if isinstance(ckpt, dict) else None
     if not isinstance(entry, dict) or "model_config" not in entry:
         raise CheckpointError(
             f"{path}: not an mmseq training checkpoint (no 'mmseq' entry with the model config)"
@@ -160,15 +160,21 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         raise CheckpointError(
             f"{path}: checkpoint format {entry.get('format')!r}; this mmseq reads {FORMAT_VERSION}"
         )
-    model = EncoderDecoder(ModelConfig.from_dict(entry["model_config"]))
+    try:
+        model = EncoderDecoder(ModelConfig.from_dict(entry["model_config"]))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: bad model_config: {err}") from None
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a 'state_dict' mapping names to tensors")
     weights = {
         k.removeprefix(MODEL_PREFIX): v
-        for k, v in ckpt["state_dict"].items()
-        if k.startswith(MODEL_PREFIX)
+        for k, v in state.items()
+        if isinstance(k, str) and k.startswith(MODEL_PREFIX)
     }
     try:
         model.load_state_dict(weights)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: weights do not fit the model config: {err}") from None
     return _trained(model, entry, path, device)
 
@@ -176,8 +182,11 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 def _trained(
     model: EncoderDecoder, entry: dict[str, Any], path: Path, device: str | torch.device
 ) -> TrainedModel:
-    tokenizer = tokenizer_from_entry(entry)
-    tasks = dict(entry.get("tasks", {}))
+    try:
+        tokenizer = tokenizer_from_entry(entry)
+        tasks = dict(entry.get("tasks", {}))
+    except Exception as err:  # noqa: BLE001 - the tokenizers library raises a bare Exception
+        raise CheckpointError(f"{path}: unreadable tokenizer or tasks ({err})") from None
     return TrainedModel(model.to(device).eval(), tokenizer, tasks, path, entry.get("hf"))
 
 
@@ -238,7 +247,10 @@ def _load_folder(folder: Path, device: str | torch.device) -> TrainedModel:
         raise CheckpointError(
             f"{folder / 'model.safetensors'}: weights do not fit the model config: {err}"
         ) from None
-    entry = config | {"tokenizer": (folder / "tokenizer.json").read_text(encoding="utf-8")}
+    try:
+        entry = config | {"tokenizer": (folder / "tokenizer.json").read_text(encoding="utf-8")}
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{folder / 'tokenizer.json'}: not UTF-8 text ({err})") from None
     return _trained(model, entry, folder, device)
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mmseq.config import (
     TEMPERATURE_INCREMENT,
     fallback_temperatures,
 )
+from mmseq.terminal import EscapingFormatter, escape_controls, for_stream, json_line
 
 log = logging.getLogger("mmseq")
 
@@ -45,7 +47,8 @@ def expand_inputs(paths: Sequence[str], suffixes: set[str] = AUDIO_SUFFIXES) -> 
             found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
             if not found:
                 wanted = ", ".join(sorted(suffixes))
-                print(f"mmseq: warning: {name}: no matching files ({wanted})", file=sys.stderr)
+                warning = f"mmseq: warning: {name}: no matching files ({wanted})"
+                print(escape_controls(warning), file=sys.stderr)
             files.extend(str(p) for p in found)
         else:
             files.append(name)
@@ -120,14 +123,14 @@ def _transcribe(args: argparse.Namespace) -> int:
             figure = None if figures is None else next(figures)
             if result.error:
                 failed += 1
-                print(f"mmseq: error: {result.error}", file=sys.stderr)
+                print(escape_controls(f"mmseq: error: {result.error}"), file=sys.stderr)
                 continue
             audio_seconds += result.duration
             if args.language is None and transcriber.whisper.tokenizer.is_multilingual:
                 log.info("%s: detected language %s", result.source, result.language)
             line = result.text if len(files) == 1 else f"{result.source}\t{result.text}"
             if not shown:
-                print(line, flush=True)
+                print(for_stream(line), flush=True)
             if output_dir is not None:
                 for path in write_transcript(result, output_dir, formats, subtitles):
                     if not args.output_dir:  # files in the working folder: say which
@@ -224,7 +227,7 @@ class VerboseTranscriber:
     def _show(self, segments: Sequence[Any]) -> None:
         for segment in segments:
             line = f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}"
-            print(line, file=self.stream, flush=True)
+            print(for_stream(line, self.stream), file=self.stream, flush=True)
 
 
 def _clock(seconds: float) -> str:
@@ -363,9 +366,10 @@ def _transcribe_chunks(trained, files: list[str], args: argparse.Namespace, opti
         result = transcriber.transcribe(name, batch_size=args.batch_size, vad=vad)
         if result.error:
             failed += 1
-            print(f"mmseq: error: {result.error}", file=sys.stderr)
+            print(escape_controls(f"mmseq: error: {result.error}"), file=sys.stderr)
             continue
-        print(result.text if len(files) == 1 else f"{name}\t{result.text}", flush=True)
+        line = result.text if len(files) == 1 else f"{name}\t{result.text}"
+        print(for_stream(line), flush=True)
         if args.output_dir or args.output_format:
             out = Path(args.output_dir or ".")
             out.mkdir(parents=True, exist_ok=True)
@@ -397,14 +401,17 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".ti
 
 
 def _caption(args: argparse.Namespace) -> int:
+    """Images named or found below folders, read lazily: each batch is decoded, captioned and
+    written (flushed) before the next is listed, so memory does not grow with their number."""
     import json
 
     from mmseq.inference import Captioner
     from mmseq.precision import check_device
 
-    files = expand_inputs(args.images, IMAGE_SUFFIXES)
-    if not files:
+    first, files = _peek(iter_inputs(args.images, IMAGE_SUFFIXES), 2)
+    if not first:
         raise ValueError("no images to caption")
+    single = len(first) == 1
     check_device(args.device)
     max_pixels = None if args.max_pixels == 0 else args.max_pixels
     captioner = Captioner(
@@ -415,19 +422,22 @@ def _caption(args: argparse.Namespace) -> int:
         max_pixels=max_pixels,
     )
     figures = None
-    if args.explain:
+    if args.explain:  # a figure per image is written anyway: the names are listed first
         from mmseq.explain import explain_caption, explanation_paths
 
+        files = list(files)
         figures = iter(explanation_paths(files, args.explain))
         _make_explain_dir(args.explain)
+    shown = not args.quiet and sys.stderr.isatty()  # the bar's total: one more listing
+    total = sum(1 for _ in iter_inputs(args.images, IMAGE_SUFFIXES, warn=False)) if shown else 0
     failed = 0
-    with _counter(len(files), "captioning", args.quiet) as advance:
+    with _counter(total, "captioning", args.quiet) as advance:
         for result in captioner.iter_caption(files, batch_size=args.batch_size):
             advance()
             figure = None if figures is None else next(figures)
             if result.error:
                 failed += 1
-                print(f"mmseq: error: {result.error}", file=sys.stderr)
+                print(escape_controls(f"mmseq: error: {result.error}"), file=sys.stderr)
                 continue
             if figure is not None:
                 explain_caption(captioner, result).save(figure)
@@ -435,11 +445,57 @@ def _caption(args: argparse.Namespace) -> int:
                 row = {"image": result.image, "caption": result.caption}
                 if figure is not None:
                     row["explanation"] = str(figure)
-                print(json.dumps(row, ensure_ascii=False), flush=True)
+                print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
             else:
-                line = result.caption if len(files) == 1 else f"{result.image}\t{result.caption}"
-                print(line, flush=True)
+                line = result.caption if single else f"{result.image}\t{result.caption}"
+                print(for_stream(line), flush=True)
     return 1 if failed else 0
+
+
+def iter_inputs(paths: Sequence[str], suffixes: set[str], warn: bool = True) -> Iterator[str]:
+    """`expand_inputs`, one name at a time: the same names in the same order, folders listed
+    as they are reached. ValueError naming the first path that does not exist, at once."""
+    for name in paths:
+        if not Path(name).exists():
+            raise ValueError(f"{name}: no such file or directory")
+    return _walk_inputs(paths, suffixes, warn)
+
+
+def _walk_inputs(paths: Sequence[str], suffixes: set[str], warn: bool) -> Iterator[str]:
+    for name in paths:
+        if not Path(name).is_dir():
+            yield name
+            continue
+        found = 0
+        for item in _below(Path(name), suffixes):
+            found += 1
+            yield item
+        if not found and warn:
+            wanted = ", ".join(sorted(suffixes))
+            warning = f"mmseq: warning: {name}: no matching files ({wanted})"
+            print(escape_controls(warning), file=sys.stderr)
+
+
+def _below(folder: Path, suffixes: set[str]) -> Iterator[str]:
+    """sorted(folder.rglob("*")) with `suffixes`, as str, one folder's listing at a time:
+    entries by name, each folder's contents right after it (links to folders not followed)."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except PermissionError:
+        return
+    for entry in entries:
+        path = folder / entry.name
+        if path.suffix.lower() in suffixes:
+            yield str(path)
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _below(path, suffixes)
+
+
+def _peek(items: Iterator[str], n: int) -> tuple[list[str], Iterator[str]]:
+    """The first `n` items, and an iterator over all of them (those first included)."""
+    first = list(islice(items, n))
+    return first, chain(first, items)
 
 
 def _make_demo(args: argparse.Namespace) -> int:
@@ -1184,20 +1240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             run(argv)
         except (CheckpointError, DataError, NonFiniteError) as err:  # not a bug: no traceback
-            print(f"mmseq {argv[0]}: error: {err}", file=sys.stderr)
+            print(escape_controls(f"mmseq {argv[0]}: error: {err}"), file=sys.stderr)
             return 2
         return 0
     argv = _openai_verbose(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(message)s"))  # names and texts from the inputs
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
     try:
         return args.run(args)
     except (ValueError, OSError) as err:  # bad input: say what was expected, no traceback
-        print(f"mmseq: error: {err}", file=sys.stderr)
+        print(escape_controls(f"mmseq: error: {err}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

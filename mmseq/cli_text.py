@@ -2,7 +2,10 @@
 
 translate reads lines (files, or stdin) and writes one line per input line, in order; an empty
 line gives an empty line. summarize reads documents (a file, its paragraphs or its lines each).
-Inputs are read and checked before the model loads, so a bad file costs no model time.
+Files are read and checked before the model loads, so a bad file costs no model time; then
+inputs stream through a window at a time (`--window`), each result written as soon as it and
+all before it are done, so memory does not grow with the input (stdin is read once, as it
+comes: a bad line there stops the run where it is reached).
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 from mmseq.cli import add_compute_type_option, add_device_option
+from mmseq.terminal import for_stream, json_line
 
 _LINE_BREAKS = re.compile(r"[\r\n]+")
+WINDOW = 4096  # mmseq.text.generator.WINDOW, without importing torch to build the parser
 
 
 @dataclass
@@ -32,49 +40,70 @@ def read_lines(name: str) -> list[str]:
     """The lines of a UTF-8 file (or stdin for "-"), without line ends; a BOM is dropped.
 
     ValueError naming the file and the line when a line is not UTF-8."""
+    return list(iter_lines(name))
+
+
+def iter_lines(name: str) -> Iterator[str]:
+    """As `read_lines`, one line at a time: a file of any size in bounded memory.
+
+    A missing file or a directory is refused at the first `next`; a line that is not UTF-8
+    when it is reached (lines before it are given)."""
     if name == "-":
-        raw_lines = sys.stdin.buffer.read().splitlines()
-    else:
-        path = Path(name)
-        if path.is_dir():
-            raise ValueError(f"{name}: is a directory; give text files")
-        try:
-            raw_lines = path.read_bytes().splitlines()
-        except FileNotFoundError:
-            raise ValueError(f"{name}: no such file") from None
-    lines = []
-    for number, raw in enumerate(raw_lines, 1):
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError as err:
-            raise ValueError(
-                f"{name}: line {number}: not UTF-8 text (byte {err.start + 1}: "
-                f"{raw[err.start : err.start + 1]!r}); convert the file to UTF-8, e.g. with iconv"
-            ) from None
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
-    return lines
+        yield from _decoded(name, sys.stdin.buffer)
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise ValueError(f"{name}: is a directory; give text files")
+    try:
+        stream = path.open("rb")
+    except FileNotFoundError:
+        raise ValueError(f"{name}: no such file") from None
+    with stream:
+        yield from _decoded(name, stream)
 
 
-def documents(files: Iterable[str], split: str) -> list[Document]:
-    """Each file whole, or its paragraphs (blank-line separated), or its lines."""
-    out = []
+def _decoded(name: str, stream: BinaryIO) -> Iterator[str]:
+    """Lines split as bytes.splitlines splits them (at LF, CR LF and CR), decoded."""
+    number = 0
+    for chunk in stream:  # up to each LF; a CR inside splits it further
+        for raw in chunk.splitlines():
+            number += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{name}: line {number}: not UTF-8 text (byte {err.start + 1}: "
+                    f"{raw[err.start : err.start + 1]!r}); convert the file to UTF-8, e.g. with "
+                    "iconv"
+                ) from None
+            yield line[1:] if number == 1 and line.startswith("\ufeff") else line
+
+
+def documents(files: Iterable[str], split: str) -> Iterator[Document]:
+    """Each file whole, or its paragraphs (blank-line separated), or its lines; read lazily."""
     for name in files:
-        lines = read_lines(name)
+        lines = iter_lines(name)
         if split == "line":
-            out += [Document(name, i, line) for i, line in enumerate(lines, 1)]
+            yield from (Document(name, i, line) for i, line in enumerate(lines, 1))
         elif split == "paragraph":
-            paragraphs, current = [], []
-            for line in [*lines, ""]:
+            number, current = 0, []
+            for line in chain(lines, [""]):
                 if line.strip():
                     current.append(line.strip())
                 elif current:
-                    paragraphs.append(" ".join(current))
+                    number += 1
+                    yield Document(name, number, " ".join(current))
                     current = []
-            out += [Document(name, i, p) for i, p in enumerate(paragraphs, 1)]
         else:
-            out.append(Document(name, 1, " ".join(line.strip() for line in lines if line.strip())))
-    return out
+            text = " ".join(line.strip() for line in lines if line.strip())
+            yield Document(name, 1, text)
+
+
+def _checked(files: list[str], split: str) -> int:
+    """Read every named file once before the model loads (a bad file costs no model time)
+    and count the documents, holding none; 0 (no count) with stdin, which is read once."""
+    count = sum(1 for _ in documents([f for f in files if f != "-"], split))
+    return 0 if "-" in files else count
 
 
 def _generator(args: argparse.Namespace, task: str | None = None):  # noqa: ANN202
@@ -95,28 +124,34 @@ def _generator(args: argparse.Namespace, task: str | None = None):  # noqa: ANN2
     return generator
 
 
-def _run(args: argparse.Namespace, docs: list[Document], field: str, task: str | None) -> int:
+def _run(
+    args: argparse.Namespace, files: list[str], split: str, field: str, task: str | None
+) -> int:
+    """Documents streamed in, a window at a time, and their results streamed out in order."""
     from mmseq.cli import _counter
 
+    total = _checked(files, split)
     generator = _generator(args, task)
     options = {"num_beams": args.beam_size, "max_new_tokens": args.max_new_tokens}
     truncated = 0
+    docs = _Sources(documents(files, split))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*were truncated")  # counted below
         results = generator.iter_results(
-            [d.text for d in docs], batch_size=args.batch_size, **options
+            docs.texts(), batch_size=args.batch_size, window=args.window, **options
         )
-        with _counter(len(docs), field, args.quiet) as advance:
-            for doc, result in zip(docs, results, strict=True):
+        with _counter(total, field, args.quiet) as advance:
+            for result in results:
+                doc = docs.pending.popleft()
                 advance()
                 truncated += result.truncated
                 if args.output_format == "jsonl":
                     row = {"file": doc.source, "index": doc.index, field: result.text}
                     row |= {"score": round(result.score, 4), "truncated": result.truncated}
-                    print(json.dumps(row, ensure_ascii=False), flush=True)
+                    print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
                 else:
                     # one line out per input: line breaks in a generated text become spaces
-                    print(_LINE_BREAKS.sub(" ", result.text), flush=True)
+                    print(for_stream(_LINE_BREAKS.sub(" ", result.text)), flush=True)
     if truncated:
         limit = generator.model.config.text.n_ctx
         print(
@@ -127,18 +162,26 @@ def _run(args: argparse.Namespace, docs: list[Document], field: str, task: str |
     return 0
 
 
+class _Sources:
+    """Documents given to the generator as texts; the ones read and not yet answered wait in
+    `pending` (at most a window of them) for their file and index."""
+
+    def __init__(self, docs: Iterable[Document]) -> None:
+        self.docs = docs
+        self.pending: deque[Document] = deque()
+
+    def texts(self) -> Iterator[str]:
+        for doc in self.docs:
+            self.pending.append(doc)
+            yield doc.text
+
+
 def _translate(args: argparse.Namespace) -> int:
-    files = args.files or ["-"]
-    docs = [Document(name, i, line) for name in files for i, line in _numbered(name)]
-    return _run(args, docs, "translation", None)
-
-
-def _numbered(name: str) -> list[tuple[int, str]]:
-    return list(enumerate(read_lines(name), 1))
+    return _run(args, args.files or ["-"], "line", "translation", None)
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    return _run(args, documents(args.files, args.split), "summary", "summarization")
+    return _run(args, args.files, args.split, "summary", "summarization")
 
 
 def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
@@ -146,6 +189,14 @@ def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
     add("--beam-size", type=_positive, default=None, help="1 = greedy (default: the model's)")
     add("--max-new-tokens", type=_positive, default=None, help="(default: the model's)")
     add("--batch-size", type=_positive, default=32, help="inputs decoded together (default: 32)")
+    add(
+        "--window",
+        type=_positive,
+        default=WINDOW,
+        help="inputs read and sorted by length together, then written in order, before the "
+        "next are read: memory stays bounded; 1 answers each line as it comes "
+        f"(default: {WINDOW})",
+    )
     add_compute_type_option(add, "int8: CPU only; bfloat16 is fast on CPUs with AVX-512 BF16/AMX")
     add_device_option(add)
     add(
@@ -215,35 +266,46 @@ def add_text_commands(
 
     e = commands.add_parser(
         "export",
-        help="write a checkpoint as a folder without pickle: mmseq's, or Hugging Face's",
+        help="write a checkpoint without Lightning: as mmseq, Hugging Face or openai-whisper",
         parents=[common],
         allow_abbrev=False,
     )
     e.add_argument("checkpoint", help="a .ckpt written by `mmseq fit`")
-    e.add_argument("out", help="the folder to write (must not exist, or be empty)")
+    e.add_argument(
+        "out",
+        help="the folder to write (must not exist, or be empty); --format openai: the .pt file "
+        "(OUT/model.pt if OUT is a folder)",
+    )
     e.add_argument(
         "--format",
         choices=EXPORT_FORMATS,
         default="mmseq",
         help="mmseq: config.json, tokenizer.json, model.safetensors, read by every mmseq "
         "command; hf: the Hugging Face folder a model fine-tuned from one (`pretrained:`) came "
-        "from, for transformers (default: %(default)s)",
+        "from, or a fine-tuned Whisper's, for transformers; openai: a fine-tuned Whisper as an "
+        "openai-whisper .pt, with NAME.tokenizer.json beside it (default: %(default)s)",
     )
     e.set_defaults(run=_export)
 
 
-EXPORT_FORMATS = ("mmseq", "hf")
+EXPORT_FORMATS = ("mmseq", "hf", "openai")
 
 
 def _export(args: argparse.Namespace) -> int:
+    from mmseq.checkpoint import load_trained, save_folder
+
+    trained = load_trained(args.checkpoint)
     if args.format == "hf":
         from mmseq.text.export import export_hf
 
-        out = export_hf(args.checkpoint, args.out)
+        out = export_hf(trained, args.out)
         print(f"{out}: Hugging Face folder written from {args.checkpoint}")
-        return 0
-    from mmseq.checkpoint import load_trained, save_folder
+    elif args.format == "openai":
+        from mmseq.whisper.export import export_openai
 
-    out = save_folder(load_trained(args.checkpoint), args.out)
-    print(f"{out}: mmseq folder written from {args.checkpoint} (no pickle; --model {out})")
+        out = export_openai(trained, args.out)
+        print(f"{out}: openai-whisper checkpoint written from {args.checkpoint}")
+    else:
+        out = save_folder(trained, args.out)
+        print(f"{out}: mmseq folder written from {args.checkpoint} (no pickle; --model {out})")
     return 0

@@ -97,7 +97,7 @@ def load_yaml(cls: type[T], path: str | os.PathLike) -> T:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: config file not found") from None
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from None
     try:
         return from_dict(cls, data or {}, path.stem)

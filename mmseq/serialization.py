@@ -28,8 +28,10 @@ def load_plain(path: str | os.PathLike, what: str = "torch file") -> Any:
             f"{path}: refused to load: it holds Python objects other than tensors and plain "
             f"values ({str(err).splitlines()[0]})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable {what} ({err})") from None
+    except Exception as err:  # noqa: BLE001 - a corrupt pickle raises IndexError, KeyError,
+        # UnicodeDecodeError, struct.error, ... from inside torch's weights-only unpickler
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable {what} ({reason})") from None
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8; [[[[... nested too deep
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")

@@ -13,6 +13,7 @@ RANKS = {
     "mmseq.errors": 0,
     "mmseq.config": 0,
     "mmseq.serialization": 0,
+    "mmseq.terminal": 0,
     "mmseq.nn": 1,
     "mmseq.encoders": 2,
     "mmseq.decoder": 2,

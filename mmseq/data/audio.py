@@ -22,6 +22,10 @@ import torch
 import torchaudio.functional as AF
 
 BLOCK_FRAMES = 1 << 17  # samples per block of a stream (8 s at 16 kHz)
+MIN_RATE, MAX_RATE = 1000, 768_000  # sample rates a file may declare, in Hz
+# Files whose rate and the target rate, divided by their gcd, multiply to more than this are
+# resampled by ffmpeg: torchaudio's kernel holds about that many floats times the filter width
+MAX_RESAMPLING_TAPS = 1 << 24
 
 
 class AudioLoadError(ValueError):
@@ -39,7 +43,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
 
     Raises:
         AudioLoadError: the file is missing, a directory, empty, not decodable audio,
-            truncated, or holds NaN/inf samples.
+            truncated, declares a sample rate outside MIN_RATE..MAX_RATE, or holds NaN/inf
+            samples.
     """
     stream = AudioStream(path, sample_rate)
     return np.concatenate([np.zeros(0, np.float32), *stream.blocks()])
@@ -54,10 +59,11 @@ class AudioStream:
     Channels are averaged per frame; other rates are resampled as by
     `torchaudio.functional.resample` of the whole file (see `StreamingResampler`).
 
-    MP3 files, and files libsndfile cannot read (AAC/M4A and others), are decoded whole by
-    ffmpeg when opened (see `_decode_ffmpeg`): their stream holds the whole waveform, as does a
-    stream made from samples already in memory (a 1-D array, taken to be at `sample_rate`; not
-    copied).
+    MP3 files, files libsndfile cannot read (AAC/M4A and others) and files at a rate that
+    torchaudio cannot resample to `sample_rate` in bounded memory (`MAX_RESAMPLING_TAPS`, e.g.
+    44057 Hz) are decoded whole by ffmpeg when opened (see `_decode_ffmpeg`): their stream
+    holds the whole waveform, as does a stream made from samples already in memory (a 1-D
+    array, taken to be at `sample_rate`; not copied).
 
     Raises AudioLoadError: when made, for a missing, empty, unknown or cut WAV file, or an array
     that is not 1-D or holds NaN/inf; while read, for a file found corrupt, truncated or
@@ -87,8 +93,18 @@ class AudioStream:
             return
         if info.frames == 0:
             raise AudioLoadError(f"{self.path}: audio file has no samples")
+        if not MIN_RATE <= info.samplerate <= MAX_RATE:
+            raise AudioLoadError(
+                f"{self.path}: header declares a sample rate of {info.samplerate} Hz; "
+                f"expected {MIN_RATE} to {MAX_RATE} Hz"
+            )
         if info.format in ("WAV", "WAVEX"):
             _check_riff_length(self.path)
+        if _resampling_taps(info.samplerate, sample_rate) > MAX_RESAMPLING_TAPS:
+            # torchaudio's kernel for such a ratio (44057 -> 16000 Hz: 12 GB) would not fit
+            self._samples = _decode_ffmpeg(self.path, sample_rate, None)
+            self._length = len(self._samples)
+            return
         self._file_rate, self._file_frames = info.samplerate, info.frames
         self._length = resampled_length(info.frames, info.samplerate, sample_rate)
 
@@ -137,6 +153,11 @@ class AudioStream:
             return file.read(frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioLoadError(f"{self.path}: unreadable or corrupt audio ({exc})") from exc
+
+
+def _resampling_taps(orig_freq: int, new_freq: int) -> int:
+    gcd = math.gcd(orig_freq, new_freq)
+    return (orig_freq // gcd) * (new_freq // gcd)
 
 
 def resampled_length(n_samples: int, orig_freq: int, new_freq: int) -> int:

@@ -28,6 +28,7 @@ from mmseq.data.manifest import (
 )
 from mmseq.data.speech import SpeechEntry, read_speech_manifest
 from mmseq.data.text_pairs import DELIMITERS, TextPair, read_text_pairs
+from mmseq.terminal import for_stream
 
 if TYPE_CHECKING:  # mmseq.data.captions is imported for caption manifests only (torchvision)
     from mmseq.data.captions import CaptionEntry
@@ -164,10 +165,10 @@ def run_check(
     n_bad = 0
     for path in paths:
         report = check_manifest(path, kind, count, max_tokens)
-        for _, message in report.bad:
-            print(message, file=out)
+        for _, message in report.bad:  # rows quote the manifest: escaped on a terminal
+            print(for_stream(message, out), file=out)
         if report.kind is not None:  # else the manifest as a whole failed: said above
-            print(report.summary(), file=out)
+            print(for_stream(report.summary(), out), file=out)
         n_bad += len(report.bad)
     if n_bad:
         print(f"{_plural(n_bad, 'bad row')} in {_plural(len(paths), 'manifest')}", file=out)

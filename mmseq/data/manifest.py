@@ -150,10 +150,15 @@ def split_columns(text: str, fields: Sequence[str], delimiter: str = "\t") -> li
     if delimiter == "\t":
         columns = text.split("\t")
     else:
+        # a field is at most its line: csv's 128 KB field limit would refuse a long text
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, len(text)))
         try:
             columns = next(csv.reader([text], delimiter=delimiter, strict=True), [])
         except csv.Error as exc:
             raise BadEntry(f"not a valid CSV row ({exc})") from None
+        finally:
+            csv.field_size_limit(limit)
     if len(columns) != len(fields):
         kind = "tab" if delimiter == "\t" else "comma"
         raise BadEntry(

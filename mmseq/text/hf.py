@@ -250,8 +250,13 @@ def load_hf(folder: str | os.PathLike) -> HFModel:
     config = read_json(folder / "config.json")
     family = family_of(config, folder / "config.json")
     tensors = read_weights(folder)
-    model_config = family.model_config(config, folder / "config.json", set(tensors))
-    model = EncoderDecoder(model_config)
+    try:
+        model_config = family.model_config(config, folder / "config.json", set(tensors))
+        model = EncoderDecoder(model_config)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as err:  # sizes that contradict each other, wrong types
+        raise CheckpointError(f"{folder / 'config.json'}: unusable model config: {err}") from None
     load_mapped(
         model,
         family.weight_map(model_config, config),

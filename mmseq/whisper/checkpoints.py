@@ -7,7 +7,9 @@
 
 Every format is first renamed to openai-whisper's layout (the smallest and the reference), then
 one function maps that layout onto mmseq's EncoderDecoder. Tensor names and quirks are those in
-shared/reference/whisper-checkpoint-formats.md.
+shared/reference/whisper-checkpoint-formats.md. The same name tables map back
+(`mmseq_to_openai`, `openai_to_hf`), for `mmseq export --format openai|hf`
+(mmseq.whisper.export).
 """
 
 from __future__ import annotations
@@ -111,66 +113,111 @@ class WhisperCheckpoint:
 
 
 # ---------------------------------------------------------------------------------------------
-# openai-whisper layout -> mmseq
+# openai-whisper layout <-> mmseq
+
+
+# mmseq name -> openai-whisper name, read both ways (openai_to_mmseq, mmseq_to_openai)
+_TOP_NAMES = {
+    "encoders.audio.conv1.weight": "encoder.conv1.weight",
+    "encoders.audio.conv1.bias": "encoder.conv1.bias",
+    "encoders.audio.conv2.weight": "encoder.conv2.weight",
+    "encoders.audio.conv2.bias": "encoder.conv2.bias",
+    "encoders.audio.positions.weight": "encoder.positional_embedding",
+    "encoders.audio.stack.norm.weight": "encoder.ln_post.weight",
+    "encoders.audio.stack.norm.bias": "encoder.ln_post.bias",
+    "decoder.token_embedding.weight": "decoder.token_embedding.weight",
+    "decoder.positions.weight": "decoder.positional_embedding",
+    "decoder.norm.weight": "decoder.ln.weight",
+    "decoder.norm.bias": "decoder.ln.bias",
+}
+# per block: modules with a weight and a bias each, named alike; then the fused projections
+# (mmseq's one linear -> openai's linears, stacked by rows in this order)
+_BLOCK_MODULES = {
+    "attn.out": "attn.out",
+    "attn_norm": "attn_ln",
+    "mlp.fc1": "mlp.0",
+    "mlp.fc2": "mlp.2",
+    "mlp_norm": "mlp_ln",
+}
+_CROSS_MODULES = {
+    "cross_attn.q": "cross_attn.query",
+    "cross_attn.out": "cross_attn.out",
+    "cross_attn_norm": "cross_attn_ln",
+}
+_BLOCK_FUSED = {"attn.qkv": ("attn", ("query", "key", "value"))}
+_CROSS_FUSED = {"cross_attn.kv": ("cross_attn", ("key", "value"))}
+
+
+def _blocks(dims: WhisperDims) -> list[tuple[str, str, bool]]:
+    """(openai prefix, mmseq prefix, has cross-attention) of every block."""
+    encoder = [
+        (f"encoder.blocks.{i}", f"encoders.audio.stack.blocks.{i}", False)
+        for i in range(dims.n_audio_layer)
+    ]
+    decoder = [
+        (f"decoder.blocks.{i}", f"decoder.blocks.{i}", True) for i in range(dims.n_text_layer)
+    ]
+    return encoder + decoder
+
+
+def _block_tables(cross: bool) -> tuple[dict[str, str], dict[str, tuple[str, tuple[str, ...]]]]:
+    if cross:
+        return _BLOCK_MODULES | _CROSS_MODULES, _BLOCK_FUSED | _CROSS_FUSED
+    return _BLOCK_MODULES, _BLOCK_FUSED
 
 
 def openai_to_mmseq(sd: StateDict, dims: WhisperDims) -> StateDict:
     """Rename/fuse an openai-whisper state dict into EncoderDecoder's names."""
-    out: StateDict = {
-        "encoders.audio.conv1.weight": sd["encoder.conv1.weight"],
-        "encoders.audio.conv1.bias": sd["encoder.conv1.bias"],
-        "encoders.audio.conv2.weight": sd["encoder.conv2.weight"],
-        "encoders.audio.conv2.bias": sd["encoder.conv2.bias"],
-        "encoders.audio.positions.weight": sd["encoder.positional_embedding"],
-        "encoders.audio.stack.norm.weight": sd["encoder.ln_post.weight"],
-        "encoders.audio.stack.norm.bias": sd["encoder.ln_post.bias"],
-        "decoder.token_embedding.weight": sd["decoder.token_embedding.weight"],
-        "decoder.positions.weight": sd["decoder.positional_embedding"],
-        "decoder.norm.weight": sd["decoder.ln.weight"],
-        "decoder.norm.bias": sd["decoder.ln.bias"],
-    }
-    for i in range(dims.n_audio_layer):
-        out |= _block(sd, f"encoder.blocks.{i}", f"encoders.audio.stack.blocks.{i}", cross=False)
-    for i in range(dims.n_text_layer):
-        out |= _block(sd, f"decoder.blocks.{i}", f"decoder.blocks.{i}", cross=True)
+    out: StateDict = {ours: sd[theirs] for ours, theirs in _TOP_NAMES.items()}
+    for src, dst, cross in _blocks(dims):
+        out |= _block(sd, src, dst, cross)
     return out
 
 
 def _block(sd: StateDict, src: str, dst: str, cross: bool) -> StateDict:
-    def attn_bias(prefix: str, names: tuple[str, ...]) -> Tensor:
+    modules, fused = _block_tables(cross)
+    out: StateDict = {}
+    for ours, (module, parts) in fused.items():
         # Whisper's key projection has no bias; a zero bias is exactly equivalent
-        q_bias = sd[f"{prefix}.query.bias"]
-        return torch.cat([sd.get(f"{prefix}.{n}.bias", torch.zeros_like(q_bias)) for n in names])
+        zeros = torch.zeros_like(sd[f"{src}.{module}.value.bias"])
+        out[f"{dst}.{ours}.weight"] = torch.cat([sd[f"{src}.{module}.{n}.weight"] for n in parts])
+        out[f"{dst}.{ours}.bias"] = torch.cat(
+            [sd.get(f"{src}.{module}.{n}.bias", zeros) for n in parts]
+        )
+    for ours, theirs in modules.items():
+        for p in ("weight", "bias"):
+            out[f"{dst}.{ours}.{p}"] = sd[f"{src}.{theirs}.{p}"]
+    return out
 
-    a = f"{src}.attn"
-    out = {
-        f"{dst}.attn.qkv.weight": torch.cat(
-            [sd[f"{a}.{n}.weight"] for n in ("query", "key", "value")]
-        ),
-        f"{dst}.attn.qkv.bias": attn_bias(a, ("query", "key", "value")),
-        f"{dst}.attn.out.weight": sd[f"{a}.out.weight"],
-        f"{dst}.attn.out.bias": sd[f"{a}.out.bias"],
+
+def mmseq_to_openai(sd: StateDict, dims: WhisperDims) -> StateDict:
+    """The inverse of `openai_to_mmseq`: EncoderDecoder's names split/renamed into an
+    openai-whisper state dict. Tensors are copies (contiguous, sharing no storage), ready to
+    save. The key projections' biases are dropped: a key bias adds the same q.b to every score
+    of a query, which the softmax cancels, so Whisper's layers have none (`_split_fused`)."""
+    out: StateDict = {theirs: sd[ours] for ours, theirs in _TOP_NAMES.items()}
+    for src, dst, cross in _blocks(dims):
+        modules, fused = _block_tables(cross)
+        for ours, (module, parts) in fused.items():
+            weight, bias = sd[f"{dst}.{ours}.weight"], sd[f"{dst}.{ours}.bias"]
+            out |= _split_fused(weight, bias, f"{src}.{module}", parts)
+        for ours, theirs in modules.items():
+            for p in ("weight", "bias"):
+                out[f"{src}.{theirs}.{p}"] = sd[f"{dst}.{ours}.{p}"]
+    return {
+        name: t.detach().float().clone(memory_format=torch.contiguous_format)
+        for name, t in out.items()
     }
-    norms = {"attn_ln": "attn_norm", "mlp_ln": "mlp_norm"}
-    if cross:
-        c = f"{src}.cross_attn"
-        out |= {
-            f"{dst}.cross_attn.q.weight": sd[f"{c}.query.weight"],
-            f"{dst}.cross_attn.q.bias": sd[f"{c}.query.bias"],
-            f"{dst}.cross_attn.kv.weight": torch.cat(
-                [sd[f"{c}.key.weight"], sd[f"{c}.value.weight"]]
-            ),
-            f"{dst}.cross_attn.kv.bias": attn_bias(c, ("key", "value")),
-            f"{dst}.cross_attn.out.weight": sd[f"{c}.out.weight"],
-            f"{dst}.cross_attn.out.bias": sd[f"{c}.out.bias"],
-        }
-        norms["cross_attn_ln"] = "cross_attn_norm"
-    for theirs, ours in norms.items():
-        for p in ("weight", "bias"):
-            out[f"{dst}.{ours}.{p}"] = sd[f"{src}.{theirs}.{p}"]
-    for theirs, ours in (("mlp.0", "mlp.fc1"), ("mlp.2", "mlp.fc2")):
-        for p in ("weight", "bias"):
-            out[f"{dst}.{ours}.{p}"] = sd[f"{src}.{theirs}.{p}"]
+
+
+def _split_fused(weight: Tensor, bias: Tensor, dst: str, names: tuple[str, ...]) -> StateDict:
+    """A fused projection (rows stacked in `names` order) -> one linear per name; the key's
+    bias is dropped (zero in OpenAI's weights; cancelled by the softmax in any case)."""
+    out: StateDict = {}
+    for name, w, b in zip(names, weight.chunk(len(names)), bias.chunk(len(names)), strict=True):
+        out[f"{dst}.{name}.weight"] = w
+        if name != "key":
+            out[f"{dst}.{name}.bias"] = b
     return out
 
 
@@ -205,7 +252,7 @@ def load_openai_pt(path: Path) -> WhisperCheckpoint:
     heads = ckpt.get("alignment_heads")
     if isinstance(heads, Tensor):  # openai's (layers, heads) bool mask
         heads = heads.nonzero().tolist()
-    return WhisperCheckpoint(dims, sd, path, [tuple(h) for h in heads or []])
+    return WhisperCheckpoint(dims, sd, path, _alignment_heads(heads or [], path, dims))
 
 
 _HF_BLOCK_NAMES = {
@@ -270,6 +317,7 @@ def openai_to_hf(sd: StateDict) -> StateDict:
 
 
 def load_hf_dir(path: Path) -> WhisperCheckpoint:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     config = _read_json(path / "config.json")
@@ -291,10 +339,17 @@ def load_hf_dir(path: Path) -> WhisperCheckpoint:
         )
     except KeyError as err:
         raise CheckpointError(f"{path / 'config.json'}: missing Whisper field {err}") from None
-    sd = {k: v.float() for k, v in hf_to_openai(load_file(weights)).items()}
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({err})") from None
+    try:
+        sd = {k: v.float() for k, v in hf_to_openai(tensors).items()}
+    except CheckpointError as err:  # hf_to_openai's message does not know the file
+        raise CheckpointError(f"{weights}: {err}") from None
     generation = path / "generation_config.json"
     heads = _read_json(generation).get("alignment_heads", []) if generation.is_file() else []
-    return WhisperCheckpoint(dims, sd, path, [tuple(h) for h in heads])
+    return WhisperCheckpoint(dims, sd, path, _alignment_heads(heads, generation, dims))
 
 
 def ct2_to_openai(v: StateDict) -> tuple[StateDict, WhisperDims]:
@@ -359,15 +414,7 @@ def _ct2_norm(v: StateDict, src: str, dst: str) -> StateDict:
 
 
 def _ct2_split(v: StateDict, src: str, dst: str, names: tuple[str, ...]) -> StateDict:
-    """A fused projection -> one linear per name; the key's (all-zero) bias is dropped."""
-    weights = v[f"{src}/weight"].chunk(len(names))
-    biases = v[f"{src}/bias"].chunk(len(names))
-    out: StateDict = {}
-    for name, w, b in zip(names, weights, biases, strict=True):
-        out[f"{dst}.{name}.weight"] = w
-        if name != "key":
-            out[f"{dst}.{name}.bias"] = b
-    return out
+    return _split_fused(v[f"{src}/weight"], v[f"{src}/bias"], dst, names)
 
 
 def load_ct2_dir(path: Path) -> WhisperCheckpoint:
@@ -380,18 +427,39 @@ def load_ct2_dir(path: Path) -> WhisperCheckpoint:
         ) from None
     config = path / "config.json"
     heads = _read_json(config).get("alignment_heads", []) if config.is_file() else []
-    return WhisperCheckpoint(
-        dims, {k: t.float() for k, t in sd.items()}, path, [tuple(h) for h in heads]
-    )
+    heads = _alignment_heads(heads, config, dims)
+    return WhisperCheckpoint(dims, {k: t.float() for k, t in sd.items()}, path, heads)
 
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8; nested too deep
         raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _alignment_heads(value: object, source: Path, dims: WhisperDims) -> list[tuple[int, int]]:
+    """`alignment_heads` as read -> (layer, head) pairs of the decoder; CheckpointError naming
+    `source` otherwise."""
+    layers, heads = range(dims.n_text_layer), range(dims.n_text_head)
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(pair, (list, tuple))
+        and len(pair) == 2
+        and all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
+        and pair[0] in layers
+        and pair[1] in heads
+        for pair in value
+    ):
+        return [(pair[0], pair[1]) for pair in value]
+    raise CheckpointError(
+        f"{source}: alignment_heads: expected [layer, head] pairs of integers, layer below "
+        f"{dims.n_text_layer} and head below {dims.n_text_head}"
+    )
 
 
 def load_whisper_checkpoint(path: str | os.PathLike) -> WhisperCheckpoint:

@@ -75,7 +75,12 @@ class _Reader:
         length = self.unpack("<H", f"length of {what}")
         start = self.take(length, what)
         # The stored length counts the trailing NUL.
-        return self.data[start : start + length].rstrip(b"\0").decode("utf-8")
+        try:
+            return self.data[start : start + length].rstrip(b"\0").decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CheckpointError(
+                f"{self.path}: {what} at offset {start} is not UTF-8 ({err.reason})"
+            ) from None
 
 
 def _open(path: str | os.PathLike) -> tuple[_Reader, Ct2Header]:
