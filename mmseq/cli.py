@@ -826,6 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = NoAbbrevParser(
         prog="mmseq",
         description="Multimodal sequence-to-sequence models: speech, images and text to text.",
+        epilog=f"Bad input is reported in one line; {DEBUG_FLAG} anywhere on the command line "
+        "(or MMSEQ_DEBUG=1) shows the traceback instead.",
     )
     parser.add_argument("--version", action="version", version=f"mmseq {__version__}")
     common = NoAbbrevParser(add_help=False)
@@ -1230,8 +1232,13 @@ TRAINING_HELP = {
 }
 
 
+DEBUG_FLAG = "--debug"  # anywhere on the command line: a traceback instead of the one line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get("MMSEQ_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != DEBUG_FLAG]
     if argv and argv[0] in TRAINING_HELP:  # LightningCLI parses its own arguments
         from mmseq.data.errors import DataError
         from mmseq.errors import CheckpointError, NonFiniteError
@@ -1240,6 +1247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             run(argv)
         except (CheckpointError, DataError, NonFiniteError) as err:  # not a bug: no traceback
+            if debug:
+                raise
             print(escape_controls(f"mmseq {argv[0]}: error: {err}"), file=sys.stderr)
             return 2
         return 0
@@ -1251,6 +1260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, OSError) as err:  # bad input: say what was expected, no traceback
+        if debug:
+            raise
         print(escape_controls(f"mmseq: error: {err}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

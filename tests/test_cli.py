@@ -259,3 +259,18 @@ def test_no_option_is_taken_by_its_prefix(capsys) -> None:  # noqa: ANN001
         main(["fit", "--config", config, "--trainer.max_epochs", "3", "--print_config"])
     assert exit_.value.code == 0
     assert "max_epochs: 3" in capsys.readouterr().out
+
+
+def test_debug_shows_the_traceback_of_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmseq.cli import main
+
+    missing = str(tmp_path / "missing.wav")
+    assert main(["transcribe", missing]) == 2
+    assert "missing.wav" in capsys.readouterr().err
+    with pytest.raises((ValueError, OSError), match="missing.wav"):
+        main(["transcribe", "--debug", missing])
+    monkeypatch.setenv("MMSEQ_DEBUG", "1")
+    with pytest.raises((ValueError, OSError), match="missing.wav"):
+        main(["transcribe", missing])
