@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from mmseq.serialization import (
     atomic_open,
     load_plain,
     read_json,
-    sync_folder,
+    staged_folder,
     usual_permissions,
     write_text_atomic,
 )
@@ -196,30 +194,17 @@ def save_folder(trained: TrainedModel, out: str | os.PathLike) -> Path:
     absent. `out` must not exist, or be an empty folder."""
     from safetensors.torch import save_model
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CheckpointError(f"{out}: exists and is not an empty folder; choose a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
     entry = checkpoint_entry(trained.model.config, trained.tokenizer, trained.tasks, trained.hf)
     config = {"mmseq_format": entry.pop("format")} | entry
     tokenizer = config.pop("tokenizer")
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with staged_folder(out) as staging:
         write_text_atomic(staging / "config.json", json.dumps(config, indent=2) + "\n")
         write_text_atomic(staging / "tokenizer.json", tokenizer)
         save_model(trained.model, str(staging / "model.safetensors"))  # tied weights: once
         with open(staging / "model.safetensors", "rb") as weights:
             os.fsync(weights.fileno())
         usual_permissions(staging / "model.safetensors")
-        usual_permissions(staging)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-        sync_folder(out.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _load_folder(folder: Path, device: str | torch.device) -> TrainedModel:

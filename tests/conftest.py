@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,3 +109,24 @@ def tiny_text_model(seed: int = 0, vocab_size: int = 20, d_model: int = 32) -> E
         ),
     )
     return EncoderDecoder(config).eval()
+
+
+class Hang(Exception):
+    """Code ran past the seconds `time_limit` gave it."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise Hang in the main thread once `seconds` have passed (SIGALRM): a reader or a
+    command that loops forever fails its test instead of stalling the suite."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

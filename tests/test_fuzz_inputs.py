@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,10 +70,6 @@ class Sample(bytes):
         return f"<{len(self)} bytes: {bytes(self[:48])!r}...>"
 
 
-class Hang(Exception):
-    """A reader ran past TIME_LIMIT_S."""
-
-
 @contextmanager
 def memory_limit(extra_bytes: int = MEMORY_LIMIT) -> Iterator[None]:
     """Address space capped at what the process maps now plus `extra_bytes`, so that a reader
@@ -90,20 +86,6 @@ def memory_limit(extra_bytes: int = MEMORY_LIMIT) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: object) -> None:
-        raise Hang(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def mutations(base: bytes) -> st.SearchStrategy[bytes]:

@@ -11,14 +11,12 @@ import io
 import json
 import re
 import shutil
-import signal
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import time_limit
 from text_fixtures import KINDS, tokenizer_folder
 
 from mmseq.cli import main
@@ -50,20 +48,6 @@ NASTY = [
 HUGE_WORDS = "word " * 200_000  # a 1 MB line of words
 HUGE_RUN = "x" * 1_000_000  # a 1 MB line without a space: one pre-token
 TIME_LIMIT_S = 60
-
-
-@contextmanager
-def time_limit(seconds: float = TIME_LIMIT_S) -> Iterator[None]:
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 class Terminal(io.StringIO):
@@ -103,7 +87,7 @@ def bpe(corpus: list[str]):  # noqa: ANN201
 
 def _check_tokenizer(encode, decode, texts: list[str], same=None) -> None:  # noqa: ANN001
     for text in texts:
-        with time_limit():
+        with time_limit(TIME_LIMIT_S):
             ids = encode(text)
             out = decode(ids)
         assert isinstance(out, str)
@@ -172,12 +156,15 @@ def test_text_pair_dataset(suffix: str, tmp_path: Path, bpe) -> None:  # noqa: A
     else:
         rows = [f'"{t}","{t[::-1]}"' for t in texts]
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    with time_limit():
+    with time_limit(TIME_LIMIT_S):
         dataset = TextPairDataset(path)
     assert [item["source"] for item in dataset] == [t.strip() for t in texts]
     if suffix == ".jsonl":  # the same texts from the other formats: tokenized once
         collate = Seq2SeqCollator(bpe, "text", "translate", max_target_tokens=32)
-        with time_limit(), pytest.warns(UserWarning):  # the 1 MB line is cut, with a warning
+        with (
+            time_limit(TIME_LIMIT_S),
+            pytest.warns(UserWarning),
+        ):  # the 1 MB line is cut, with a warning
             batch = collate(list(dataset))
         assert batch.tokens.shape[0] == len(texts)
 
@@ -194,7 +181,7 @@ def test_train_tokenizer_command(tmp_path: Path, capsys) -> None:
     rows = [{"text": t} for t in [*NASTY, HUGE_WORDS, "hello world"]]
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "tok.json"
-    with time_limit():
+    with time_limit(TIME_LIMIT_S):
         code = main(["tokenizer", "train", str(manifest), "--out", str(out), "--vocab-size", "300"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -212,7 +199,7 @@ def test_initial_prompt(prompt: str, capsys) -> None:
     # a prompt of one word repeated makes the model repeat it, and fall back to hotter
     # decodes (33 s for a 5 s clip): one decode, of at most 32 tokens, suffices here
     once = ["--temperature-increment-on-fallback", "none", "--max-new-tokens", "32"]
-    with time_limit():
+    with time_limit(TIME_LIMIT_S):
         code = main(["transcribe", str(CLIP), "-q", "--initial-prompt", prompt, *once])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -296,7 +283,7 @@ def test_translate_nasty_lines(marian: Path, tmp_path: Path, monkeypatch, capsys
     src.write_text("\n".join([*lines, HUGE_RUN, "Bye"]) + "\n", encoding="utf-8")
     terminal = Terminal()
     monkeypatch.setattr("sys.stdout", terminal)
-    with time_limit():
+    with time_limit(TIME_LIMIT_S):
         code = main(["translate", "--model", str(marian), str(src), "-q"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

@@ -12,16 +12,12 @@ The folder is built beside `folder` and renamed into place: it is complete or ab
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from mmseq.checkpoint import TrainedModel, load_trained
 from mmseq.data.tokenizer import WhisperTextTokenizer
 from mmseq.errors import CheckpointError
-from mmseq.serialization import sync_folder, usual_permissions
+from mmseq.serialization import staged_folder
 from mmseq.text.hf import HFModel, family_of, save_hf
 
 
@@ -50,24 +46,3 @@ def export_hf(checkpoint: str | os.PathLike | TrainedModel, folder: str | os.Pat
         save_hf(imported, staging)
         trained.tokenizer.save(staging)
     return Path(folder)
-
-
-@contextmanager
-def staged_folder(out: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside `out`, renamed to `out` when the block ends without an error
-    (removed otherwise). `out` must not exist, or be an empty folder."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CheckpointError(f"{out}: exists and is not an empty folder; choose a new one")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        yield staging
-        usual_permissions(staging)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-        sync_folder(out.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

@@ -32,7 +32,7 @@ from mmseq.encoders.audio_features import (
     SAMPLE_RATE,
 )
 from mmseq.errors import CheckpointError
-from mmseq.serialization import atomic_path, write_text_atomic
+from mmseq.serialization import atomic_path, staged_folder, write_text_atomic
 from mmseq.whisper.checkpoints import WhisperCheckpoint, WhisperDims, mmseq_to_openai, openai_to_hf
 from mmseq.whisper.loading import Whisper
 from mmseq.whisper.tokenizer import WhisperTokenizer
@@ -173,8 +173,6 @@ def export_hf_whisper(trained: TrainedModel, folder: str | os.PathLike) -> Path:
     """Write `trained` as a Hugging Face Whisper folder (see the module docstring), built
     beside `folder` and renamed into place; `folder` must not exist, or be empty."""
     from safetensors.torch import save_file
-
-    from mmseq.text.export import staged_folder
 
     checkpoint = whisper_checkpoint(trained, "hf")  # refused before anything is written
     tokenizer = trained.tokenizer.whisper
