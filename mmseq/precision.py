@@ -51,6 +51,8 @@ def apply_compute_type(model: nn.Module, compute_type: str) -> nn.Module:
     for module in model.modules():  # T5's feed-forward output stays fp32 (see BlockConfig)
         if isinstance(module, MLP) and module.fp32_output:
             module.fc2.float()
+        if isinstance(module, TextDecoder) and module.lm_head is not None:
+            module.lm_head.float()  # logits in fp32 (see TextDecoder.logits)
     return model
 
 
