@@ -243,3 +243,18 @@ def test_the_count_of_skipped_steps_survives_a_resume(demo: Path) -> None:
     saved.on_save_checkpoint(checkpoint)
     resumed.on_load_checkpoint(checkpoint)
     assert resumed.nonfinite_guard.skipped == 3
+
+
+def test_skipping_stops_once_too_many_steps_in_a_row_are_non_finite(
+    demo: Path, batches: list[Batch]
+) -> None:
+    """A diverged run (every batch NaN from step 2 on) ends at the limit instead of skipping
+    forever; a good step in between starts the count again."""
+    data = [_copy(batches[0]), _copy(batches[1])] + [_poison(b) for b in batches[2:6]]
+    with pytest.raises(NonFiniteError, match=r"step 4: .*3 steps in a row .*nonfinite_limit: 3"):
+        _train(demo, data, nonfinite_limit=3)
+    data[3] = _copy(batches[3])  # NaN, good, NaN, NaN: never 3 in a row
+    module = _train(demo, data, nonfinite_limit=3)
+    assert module.nonfinite_guard.skipped == 3
+    with pytest.raises(ValueError, match="model.nonfinite_limit: expected a number >= 1"):
+        _train(demo, data, nonfinite_limit=0)

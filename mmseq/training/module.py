@@ -68,6 +68,8 @@ class Seq2SeqModule(pl.LightningModule):
         step): `skip` drops its update (counted in `train/skipped_nonfinite`, with a warning
         naming the step and its samples), `stop` ends the run with an error naming them (see
         mmseq.training.nonfinite).
+    nonfinite_limit: with `skip`, the run ends (an error, as `stop`) after this many skipped
+        steps in a row: it has diverged.
     """
 
     def __init__(
@@ -84,9 +86,10 @@ class Seq2SeqModule(pl.LightningModule):
         no_repeat_ngram_size: int = 0,
         log_examples: int = 6,
         nonfinite: Literal["skip", "stop"] = "skip",
+        nonfinite_limit: int = 100,
     ) -> None:
         super().__init__()
-        self.nonfinite_guard = NonFiniteGuard(nonfinite)  # checks the value first
+        self.nonfinite_guard = NonFiniteGuard(nonfinite, nonfinite_limit)  # checks them first
         model = _set_fields(model)
         # Plain values only (dataclasses as dicts): checkpoints stay loadable with weights_only.
         self.save_hyperparameters(
@@ -103,6 +106,7 @@ class Seq2SeqModule(pl.LightningModule):
                 "no_repeat_ngram_size": no_repeat_ngram_size,
                 "log_examples": log_examples,
                 "nonfinite": nonfinite,
+                "nonfinite_limit": nonfinite_limit,
             }
         )
         self.tokenizer: TextTokenizer = load_tokenizer(tokenizer)

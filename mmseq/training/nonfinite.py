@@ -55,12 +55,16 @@ class _Seen:
 
 
 class NonFiniteGuard:
-    """mode: `skip` or `stop` (Seq2SeqModule's `nonfinite`)."""
+    """mode: `skip` or `stop` (Seq2SeqModule's `nonfinite`); limit: with `skip`, the run stops
+    after this many skipped steps in a row (it has diverged: skipping would only burn time)."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, limit: int = 100) -> None:
         if mode not in CHOICES:
             raise ValueError(f"model.nonfinite: expected one of {', '.join(CHOICES)}, got {mode!r}")
-        self.mode = mode
+        if limit < 1:
+            raise ValueError(f"model.nonfinite_limit: expected a number >= 1, got {limit}")
+        self.mode, self.limit = mode, limit
+        self.in_a_row = 0  # skipped steps since the last good one
         self.skipped = 0  # optimizer steps skipped so far (kept in checkpoints)
         self.last_skipped = False  # whether the latest optimizer step was skipped
         self._seen: list[_Seen] = []
@@ -84,10 +88,19 @@ class NonFiniteGuard:
         if trainer.world_size > 1:  # every rank skips the same steps
             skip = trainer.strategy.reduce_boolean_decision(skip, all=False)
         self.last_skipped = skip
+        if not skip:
+            self.in_a_row = 0
         if skip:
             message = f"step {trainer.global_step}: {_gathered(fault, trainer.world_size)}"
             if self.mode == "stop":
                 raise NonFiniteError(f"{message} (model.nonfinite: stop)")
+            self.in_a_row += 1
+            if self.in_a_row >= self.limit:
+                raise NonFiniteError(
+                    f"{message}: {self.in_a_row} steps in a row were non-finite and skipped "
+                    f"(model.nonfinite_limit: {self.limit}); the run has diverged: lower the "
+                    "learning rate, or check the data with `mmseq data check`"
+                )
             optimizer.zero_grad(set_to_none=True)
             self.skipped += 1
             if trainer.is_global_zero:
