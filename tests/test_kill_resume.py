@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from training_helpers import (
-    caption_config,
     make_tiny_demo,
     read_metrics,
+    resume_config,
     run_cli,
     with_callbacks,
     write_config,
@@ -34,27 +34,10 @@ PHASES = ("batch", "before", "during", "after")
 
 
 def _config(demo: Path, out: Path, log: str) -> dict:
-    """test_resume's run: random crops and dropout (so generator states matter), checkpoints
-    written by `mmseq fit`'s default AtomicCheckpointIO, each batch and save logged to `log`."""
-    config = caption_config(demo, out, max_epochs=2, deterministic=True)
-    config["model"]["model"]["decoder"]["block"] = {
-        **config["model"]["model"]["decoder"]["block"],
-        "dropout": 0.1,
-    }
-    config["data"]["init_args"]["batch_size"] = 4
-    config["trainer"]["callbacks"] = [
-        {
-            "class_path": "mmseq.training.callbacks.ModelCheckpoint",
-            "init_args": {
-                "dirpath": str(out / "checkpoints"),
-                "every_n_train_steps": 2,
-                "save_last": True,
-            },
-        },
-        {"class_path": "training_helpers.RecordRank", "init_args": {"out": str(out / "record")}},
-        {"class_path": "training_helpers.LogRun", "init_args": {"path": str(out / log)}},
-    ]
-    return config
+    """test_resume's run with a checkpoint every 2 steps (written by `mmseq fit`'s default
+    AtomicCheckpointIO), each batch and save logged to `log`."""
+    log_run = {"class_path": "training_helpers.LogRun", "init_args": {"path": str(out / log)}}
+    return resume_config(demo, out, 2, "mmseq.training.callbacks.ModelCheckpoint", log_run)
 
 
 def _log(path: Path) -> list[dict]:

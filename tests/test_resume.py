@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from training_helpers import (
-    caption_config,
     make_tiny_demo,
     read_metrics,
+    resume_config,
     run_cli,
     with_callbacks,
     write_config,
@@ -28,26 +28,8 @@ KILL_AT = 9  # optimizer steps; an epoch has 7 batches, so this is 2 batches int
 
 
 def _config(demo: Path, out: Path) -> dict:
-    """2 epochs of 7 batches, random crops and dropout (so generator states matter), a
-    checkpoint every 3 steps, and a callback recording each batch and the final weights."""
-    config = caption_config(demo, out, max_epochs=2, deterministic=True)
-    config["model"]["model"]["decoder"]["block"] = {
-        **config["model"]["model"]["decoder"]["block"],
-        "dropout": 0.1,
-    }
-    config["data"]["init_args"]["batch_size"] = 4
-    config["trainer"]["callbacks"] = [
-        {
-            "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-            "init_args": {
-                "dirpath": str(out / "checkpoints"),
-                "every_n_train_steps": 3,
-                "save_last": True,
-            },
-        },
-        {"class_path": "training_helpers.RecordRank", "init_args": {"out": str(out / "record")}},
-    ]
-    return config
+    """A checkpoint every 3 steps (Lightning's ModelCheckpoint)."""
+    return resume_config(demo, out, 3, "lightning.pytorch.callbacks.ModelCheckpoint")
 
 
 def _record(out: Path) -> tuple[dict[str, torch.Tensor], list[list[str]]]:

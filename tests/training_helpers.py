@@ -268,3 +268,30 @@ class KillAtSave(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
     on_train_batch_start = on_validation_start = on_train_epoch_end = _kill_if_armed
+
+
+def resume_config(
+    demo: Path, out: Path, every_n_steps: int, checkpoint: str, *callbacks: dict
+) -> dict:
+    """The resume tests' run: 2 epochs of 7 batches, random crops and dropout (so generator
+    states matter), a checkpoint (class path `checkpoint`) and last.ckpt every `every_n_steps`,
+    RecordRank recording each batch and the final weights, then `callbacks`."""
+    config = caption_config(demo, out, max_epochs=2, deterministic=True)
+    config["model"]["model"]["decoder"]["block"] = {
+        **config["model"]["model"]["decoder"]["block"],
+        "dropout": 0.1,
+    }
+    config["data"]["init_args"]["batch_size"] = 4
+    config["trainer"]["callbacks"] = [
+        {
+            "class_path": checkpoint,
+            "init_args": {
+                "dirpath": str(out / "checkpoints"),
+                "every_n_train_steps": every_n_steps,
+                "save_last": True,
+            },
+        },
+        {"class_path": "training_helpers.RecordRank", "init_args": {"out": str(out / "record")}},
+        *callbacks,
+    ]
+    return config
