@@ -3,7 +3,8 @@ to any encoder's states, MLP, optional final norm, output projection (tied or no
 
 Every family is a set of config values (`mmseq.nn.text_stack` lists them); the output side adds
 T5 v1.0's rescale of the final states and the fixed `final_logits_bias` of BART, Marian and
-Pegasus.
+Pegasus; and, for text sources in the target's vocabulary, an optional pointer-generator copy
+head (`copy`, mmseq.nn.copy), whose output is log-probabilities in place of logits.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from mmseq.nn import KVCache, TransformerBlock, make_norm, padding_mask_for_sdpa
 from mmseq.nn.attention import merge_masks
+from mmseq.nn.copy import CopyHead, CopyMemory, source_ids_of
 from mmseq.nn.text_stack import TextStack, TextStackConfig, relative_bias
 
 
@@ -28,6 +30,10 @@ class DecoderConfig(TextStackConfig):
     tie_embeddings: bool = True  # the output projection is the token embedding
     rescale_output: bool = False  # final states x d_model**-0.5 before the head (tied T5 v1.0)
     final_logits_bias: bool = False  # a fixed [V] bias added to the logits (BART, Marian, Pegasus)
+    # A pointer-generator copy head (See et al. 2017): the output mixes generating and copying
+    # source tokens, as log-probabilities. Needs a text source sharing the target's embeddings
+    # (share_embeddings); no Hugging Face architecture has it.
+    copy: bool = False
 
 
 @dataclass
@@ -39,7 +45,7 @@ class DecoderCache:
     shared by its R / B consecutive rows (beams, samples; see CrossAttention.forward);
     context_mask: SDPA mask [B, 1, 1, S] or None; position: how many tokens have been decoded
     so far; key_positions: [max_len], the position of each cache slot, against which each
-    step's mask is built.
+    step's mask is built; copy: the copy head's keys and source ids per input (`copy` models).
     """
 
     self_attn: list[KVCache]
@@ -47,6 +53,7 @@ class DecoderCache:
     context_mask: Tensor | None
     key_positions: Tensor
     position: int = 0
+    copy: CopyMemory | None = None
 
     @property
     def max_len(self) -> int:
@@ -88,6 +95,8 @@ class DecoderCache:
             self.context_kv = [(k[inputs], v[inputs]) for k, v in self.context_kv]
             if self.context_mask is not None:
                 self.context_mask = self.context_mask[inputs]
+            if self.copy is not None:
+                self.copy = self.copy.select(inputs)
 
 
 class TextDecoder(TextStack):
@@ -107,6 +116,9 @@ class TextDecoder(TextStack):
         else:
             self.final_logits_bias = None
         self.output_scale = d**-0.5 if cfg.rescale_output else 1.0
+        self.copy_head = None
+        if cfg.copy:
+            self.copy_head = CopyHead(d, cfg.block.head_dim or d // cfg.block.n_heads)
         self._output_t: Tensor | None = None  # see _output_matrix
         self._output_key: tuple | None = None
 
@@ -147,7 +159,23 @@ class TextDecoder(TextStack):
             for _ in self.blocks
         ]
         slots = torch.arange(max_len, device=weight.device)
-        return DecoderCache(caches, kv, padding_mask_for_sdpa(context_mask), slots)
+        copy = self.copy_memory(context, context_mask)
+        return DecoderCache(caches, kv, padding_mask_for_sdpa(context_mask), slots, copy=copy)
+
+    def copy_memory(self, context: Tensor, context_mask: Tensor | None) -> CopyMemory | None:
+        """What the copy head reads of context [B, S, D] (None without a copy head): its source
+        token ids come with the states (`SourceStates`, from EncoderDecoder.encode)."""
+        if self.copy_head is None:
+            return None
+        ids = source_ids_of(context)
+        if ids is None:
+            raise ValueError(
+                "decoder.copy: the copy head needs the source token ids with the encoder states; "
+                "pass the states EncoderDecoder.encode returns for a text input "
+                "(mmseq.nn.copy.SourceStates)"
+            )
+        states = context.to(self.copy_head.k.weight.dtype)
+        return self.copy_head.memory(states, ids.to(states.device), context_mask)
 
     def forward(
         self,
@@ -158,7 +186,8 @@ class TextDecoder(TextStack):
         last_only: bool = False,
         cross_scores: list[Tensor] | None = None,
     ) -> Tensor:
-        """tokens [B, T] -> logits [B, T, V] in fp32 ([B, 1, V] with last_only).
+        """tokens [B, T] -> logits [B, T, V] in fp32 ([B, 1, V] with last_only); with the copy
+        head, log-probabilities (normalised: every consumer of logits takes them as they are).
 
         Without a cache, context [B, S, D] and context_mask [B, S] are attended to and the whole
         sequence is processed causally (teacher forcing; right padding needs no mask). With a
@@ -172,13 +201,18 @@ class TextDecoder(TextStack):
             if context is None:
                 raise ValueError("decoder: pass the encoder states as context, or a cache")
             self.check_length(t, "decoder input")
+            copy = self.copy_memory(context, context_mask)
             x = self.teacher_forced(tokens, context, context_mask, cross_scores)
         else:
             self.check_length(cache.position + t, "decoder input")
+            copy = cache.copy
             x = self.cached_step(tokens, cache.claim(t), cache, cross_scores)
         if last_only:
             x = x[:, -1:]
-        return self.logits(x)
+        logits = self.logits(x)
+        if self.copy_head is None:
+            return logits
+        return self.copy_head(x, logits, copy)
 
     def teacher_forced(
         self,

@@ -20,6 +20,7 @@ from mmseq.encoders import (
     TextEncoder,
     TextEncoderConfig,
 )
+from mmseq.nn.copy import SourceStates
 
 IGNORE_INDEX = -100  # label value that the loss skips (padding)
 
@@ -49,6 +50,12 @@ class ModelConfig:
                     "share_embeddings: text.vocab_size and text.block.d_model must equal the "
                     "decoder's"
                 )
+        if self.decoder.copy and not self.share_embeddings:
+            raise ValueError(
+                "decoder.copy: the copy head copies source tokens into the output, so the source "
+                "must be text in the target's vocabulary: set share_embeddings: true (with a "
+                "text encoder)"
+            )
 
     @property
     def modalities(self) -> list[str]:
@@ -103,6 +110,14 @@ class EncoderDecoder(nn.Module):
         out = self.encoders[modality](inputs, lengths)
         if modality in self.bridges:
             out = EncoderOutput(self.bridges[modality](out.states), out.mask)
+        if self.decoder.copy_head is not None:
+            if modality != "text":
+                raise ValueError(
+                    f"modality {modality!r}: this model's decoder copies source tokens "
+                    "(decoder.copy), which only a text input has"
+                )
+            # the copy head reads the source ids with the states (mmseq.nn.copy.SourceStates)
+            out = EncoderOutput(SourceStates.wrap(out.states, inputs), out.mask)
         return out
 
     def forward(

@@ -272,6 +272,11 @@ def save_hf(imported: HFModel, folder: str | os.PathLike) -> Path:
     config.json, generation_config.json, model.safetensors. Returns the folder."""
     from safetensors.torch import save_file
 
+    if imported.model.config.decoder.copy:
+        raise CheckpointError(
+            f"{imported.source}: the decoder has a copy head (decoder.copy), which no Hugging "
+            "Face architecture has: export it with --format mmseq"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     mapping = imported.family.weight_map(imported.model.config, imported.config)
