@@ -5,6 +5,7 @@ goes where `--trainer.default_root_dir` says, without Lightning's noise."""
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import shutil
 import subprocess
@@ -240,3 +241,29 @@ def test_a_checkpoint_is_not_tested_with_another_tokenizer(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mmseq test: error: model.tokenizer {tokenizer}: not the tokenizer")
+
+
+def test_model_flags_given_with_ckpt_path_are_honoured(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning puts the checkpoint's hyperparameters over the parsed config when --ckpt_path
+    is given; a `--model.*` flag on the command line (a decoding option for `mmseq test`) must
+    still reach the module, as it does without --ckpt_path."""
+    from mmseq.training.module import Seq2SeqModule
+
+    config = write_config(tmp_path / "run.yaml", caption_config(demo, tmp_path, max_steps=1))
+    run(["fit", "--config", config])
+    ckpt = str(next(tmp_path.rglob("last.ckpt")))
+    seen: list[tuple[int, int]] = []
+    original = Seq2SeqModule.__init__
+
+    @functools.wraps(original)  # the signature jsonargparse reads stays the module's
+    def spy(self, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        original(self, *args, **kwargs)
+        seen.append((self.hparams.num_beams, self.hparams.max_new_tokens))
+
+    monkeypatch.setattr(Seq2SeqModule, "__init__", spy)
+    run(["test", "--config", config, "--ckpt_path", ckpt])
+    run(["test", "--config", config, "--ckpt_path", ckpt, "--model.num_beams", "3",
+         "--model.max_new_tokens=7"])  # fmt: skip
+    assert seen[1] == (3, 7) and seen[0] != (3, 7), seen

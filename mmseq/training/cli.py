@@ -193,7 +193,20 @@ class MMSeqCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         argv = sys.argv[1:] if args is None else args
         parser.command = argv[0] if isinstance(argv, list) and argv else ""
+        self._model_flags = _model_flags(argv if isinstance(argv, list) else [])
         super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """With `--ckpt_path`, Lightning replaces the parsed `model` with the hyperparameters
+        saved in the checkpoint, silently dropping the `--model.*` flags given with it
+        (`mmseq test --ckpt_path C --model.num_beams 4` would decode greedily): those flags
+        are put back, as they are honoured without --ckpt_path. The config file's values
+        still yield to the checkpoint's (the run's own config, as a rule)."""
+        given = self.config.clone()
+        super()._parse_ckpt_path()
+        subcommand = self.config.get("subcommand")
+        for key in self._model_flags:
+            self.config[f"{subcommand}.{key}"] = given[f"{subcommand}.{key}"]
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.tokenizer", "data.init_args.tokenizer")
@@ -220,6 +233,16 @@ class MMSeqCLI(LightningCLI):
             for cb in trainer.callbacks
         ]
         return trainer
+
+
+def _model_flags(argv: Sequence[str]) -> list[str]:
+    """The `model.*` keys given as flags in argv: `--model.num_beams 4` or `--model.num_beams=4`
+    -> "model.num_beams"."""
+    keys = []
+    for token in argv:
+        if token.startswith("--model."):
+            keys.append(token[2:].split("=", 1)[0])
+    return keys
 
 
 def _is_lightning_summary(callback: pl.Callback) -> bool:
