@@ -264,6 +264,7 @@ SPEECH = [  # (espeak-ng voice, sentence)
 ]
 
 
+@pytest.mark.slow  # about 2 min: `make fuzz` runs it (tiny.en's beam 5 above runs in `make test`)
 @pytest.mark.parametrize("task", ["transcribe", "translate"])
 def test_base_beam5_in_seven_languages_is_openai_whispers(base, task: str) -> None:
     """Language detected per clip, seven clips decoded together (35 beams): the issue's bar is
