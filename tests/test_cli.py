@@ -274,3 +274,25 @@ def test_debug_shows_the_traceback_of_bad_input(
     monkeypatch.setenv("MMSEQ_DEBUG", "1")
     with pytest.raises((ValueError, OSError), match="missing.wav"):
         main(["transcribe", missing])
+
+
+def test_transcribe_flags_default_to_the_option_fields() -> None:
+    """One source for every default: each transcribe flag named after a field of
+    TranscribeOptions or SubtitleOptions parses, when absent, to that field's default (a
+    default restated in the parser and later changed in one place only fails here)."""
+    from dataclasses import MISSING, fields
+
+    from mmseq.cli import build_parser
+    from mmseq.transcription import TranscribeOptions
+    from mmseq.writers import SubtitleOptions
+
+    args = vars(build_parser().parse_args(["transcribe", "x.wav"]))
+    checked = 0
+    for options in (TranscribeOptions, SubtitleOptions):
+        for field in fields(options):
+            if field.name not in args:
+                continue
+            default = field.default if field.default_factory is MISSING else field.default_factory()
+            assert args[field.name] == default, (options.__name__, field.name)
+            checked += 1
+    assert checked >= 20, checked

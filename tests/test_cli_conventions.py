@@ -412,14 +412,14 @@ def _clock(seconds: float) -> str:
 def test_vad_parameters_reach_the_voice_activity_detector(
     transcriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # noqa: ANN001
-    import mmseq.transcription
+    import mmseq.transcription.vad
     from mmseq.data.vad import VadOptions
     from mmseq.transcription import TranscribeOptions
 
     seen = []
-    chunks = mmseq.transcription.speech_chunks
+    chunks = mmseq.transcription.vad.speech_chunks  # the voice-activity path's
     monkeypatch.setattr(
-        mmseq.transcription,
+        mmseq.transcription.vad,
         "speech_chunks",
         lambda audio, options: seen.append(options) or chunks(audio, options),
     )

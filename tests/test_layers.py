@@ -32,7 +32,7 @@ RANKS = {
     "mmseq.writers": 7,
     "mmseq.loading": 7,
     "mmseq.cli": 8,
-    "mmseq.cli_text": 8,
+    "mmseq.jobs": 8,  # offline jobs on Lightning: products run by Trainer.predict
     "mmseq.demo": 8,
     "mmseq.serve": 8,
 }

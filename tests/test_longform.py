@@ -343,7 +343,7 @@ def test_vad_decodes_each_speech_chunk_once(
 ) -> None:
     """A chunk ends in silence, so its unfinished last segment is closed at the chunk's end
     rather than decoded again from its start (which costs a second encoder pass per chunk)."""
-    import mmseq.transcription as transcribe_module
+    import mmseq.transcription.engine as transcribe_module  # where a round decodes
     from mmseq.data.vad import speech_chunks
 
     decoded: list[int] = []

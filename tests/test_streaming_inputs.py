@@ -141,7 +141,7 @@ def test_lazy_listing_gives_expand_inputs_names(tmp_path: Path, capsys) -> None:
 
 def test_lines_are_split_as_before(tmp_path: Path) -> None:
     """iter_lines reads a line at a time and splits as bytes.splitlines did on the whole file."""
-    from mmseq.cli_text import iter_lines
+    from mmseq.cli.text import iter_lines
 
     data = "\ufeffa\r\nb\rc\n\n\r\rd\r\n\re\u2028f\x0cg\x85h\r".encode()
     src = tmp_path / "mixed.txt"

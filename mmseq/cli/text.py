@@ -22,11 +22,17 @@ from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
 
-from mmseq.cli import add_compute_type_option, add_device_option
+from mmseq.cli.common import (
+    _counter,
+    _positive,
+    add_compute_type_option,
+    add_device_option,
+    parameter_default,
+)
+from mmseq.jobs.options import add_job_options, is_job
 from mmseq.terminal import for_stream, json_line
 
 _LINE_BREAKS = re.compile(r"[\r\n]+")
-WINDOW = 4096  # mmseq.text.generator.WINDOW, without importing torch to build the parser
 
 
 @dataclass
@@ -128,9 +134,11 @@ def _run(
     args: argparse.Namespace, files: list[str], split: str, field: str, task: str | None
 ) -> int:
     """Documents streamed in, a window at a time, and their results streamed out in order."""
-    from mmseq.cli import _counter
-
     total = _checked(files, split)
+    if is_job(args):  # --devices, --num-nodes, --resume: Lightning's predict loop
+        from mmseq.jobs import run_job
+
+        return run_job(args.command, args, files)
     generator = _generator(args, task)
     options = {"num_beams": args.beam_size, "max_new_tokens": args.max_new_tokens}
     truncated = 0
@@ -185,17 +193,26 @@ def _summarize(args: argparse.Namespace) -> int:
 
 
 def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
+    """The options translate and summarize share; the defaults not the model's own (its
+    generation config) are TextGenerator's."""
+    from mmseq.text.generator import TextGenerator
+
     add("--model", required=True, metavar="DIR|CKPT", help=model_help)
     add("--beam-size", type=_positive, default=None, help="1 = greedy (default: the model's)")
     add("--max-new-tokens", type=_positive, default=None, help="(default: the model's)")
-    add("--batch-size", type=_positive, default=32, help="inputs decoded together (default: 32)")
+    add(
+        "--batch-size",
+        type=_positive,
+        default=parameter_default(TextGenerator.iter_results, "batch_size"),
+        help="inputs decoded together (default: %(default)s)",
+    )
     add(
         "--window",
         type=_positive,
-        default=WINDOW,
+        default=parameter_default(TextGenerator.iter_results, "window"),
         help="inputs read and sorted by length together, then written in order, before the "
         "next are read: memory stays bounded; 1 answers each line as it comes "
-        f"(default: {WINDOW})",
+        "(default: %(default)s)",
     )
     add_compute_type_option(add, "int8: CPU only; bfloat16 is fast on CPUs with AVX-512 BF16/AMX")
     add_device_option(add)
@@ -213,28 +230,25 @@ def _add_generation_options(add, model_help: str) -> None:  # noqa: ANN001
     )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 MODEL_HELP = (
     "a Hugging Face folder (t5, mt5, bart, mbart, marian, pegasus: config.json, weights, "
     "tokenizer files) or a .ckpt written by `mmseq fit` for a text model"
 )
 
 
-def add_text_commands(
-    commands: argparse._SubParsersAction, common: argparse.ArgumentParser
+def add_translate_command(
+    commands: argparse._SubParsersAction, common: argparse.ArgumentParser, options: bool = True
 ) -> None:
+    """`mmseq translate`; its options only with `options` (their defaults import torch)."""
     t = commands.add_parser(
         "translate",
         help="translate lines of text (files or stdin) with a seq2seq model",
         parents=[common],
         allow_abbrev=False,
     )
+    t.set_defaults(run=_translate)
+    if not options:
+        return
     t.add_argument(
         "files", nargs="*", help="UTF-8 text files, one sentence a line (default: stdin)"
     )
@@ -246,14 +260,22 @@ def add_text_commands(
         help="multilingual models: Marian's >>xx<< code, mBART's code (fr_XX), or with "
         "--source-lang T5's translation task",
     )
-    t.set_defaults(run=_translate)
+    add_job_options(t.add_argument_group("many processes (mmseq.jobs)"))
 
+
+def add_summarize_command(
+    commands: argparse._SubParsersAction, common: argparse.ArgumentParser, options: bool = True
+) -> None:
+    """`mmseq summarize`; its options only with `options` (their defaults import torch)."""
     s = commands.add_parser(
         "summarize",
         help="summarise documents with a seq2seq model",
         parents=[common],
         allow_abbrev=False,
     )
+    s.set_defaults(run=_summarize)
+    if not options:
+        return
     s.add_argument("files", nargs="+", help="UTF-8 text files")
     _add_generation_options(s.add_argument, MODEL_HELP)
     s.add_argument(
@@ -262,50 +284,4 @@ def add_text_commands(
         default="file",
         help="what one document is (default: %(default)s)",
     )
-    s.set_defaults(run=_summarize)
-
-    e = commands.add_parser(
-        "export",
-        help="write a checkpoint without Lightning: as mmseq, Hugging Face or openai-whisper",
-        parents=[common],
-        allow_abbrev=False,
-    )
-    e.add_argument("checkpoint", help="a .ckpt written by `mmseq fit`")
-    e.add_argument(
-        "out",
-        help="the folder to write (must not exist, or be empty); --format openai: the .pt file "
-        "(OUT/model.pt if OUT is a folder)",
-    )
-    e.add_argument(
-        "--format",
-        choices=EXPORT_FORMATS,
-        default="mmseq",
-        help="mmseq: config.json, tokenizer.json, model.safetensors, read by every mmseq "
-        "command; hf: the Hugging Face folder a model fine-tuned from one (`pretrained:`) came "
-        "from, or a fine-tuned Whisper's, for transformers; openai: a fine-tuned Whisper as an "
-        "openai-whisper .pt, with NAME.tokenizer.json beside it (default: %(default)s)",
-    )
-    e.set_defaults(run=_export)
-
-
-EXPORT_FORMATS = ("mmseq", "hf", "openai")
-
-
-def _export(args: argparse.Namespace) -> int:
-    from mmseq.checkpoint import load_trained, save_folder
-
-    trained = load_trained(args.checkpoint)
-    if args.format == "hf":
-        from mmseq.text.export import export_hf
-
-        out = export_hf(trained, args.out)
-        print(f"{out}: Hugging Face folder written from {args.checkpoint}")
-    elif args.format == "openai":
-        from mmseq.whisper.export import export_openai
-
-        out = export_openai(trained, args.out)
-        print(f"{out}: openai-whisper checkpoint written from {args.checkpoint}")
-    else:
-        out = save_folder(trained, args.out)
-        print(f"{out}: mmseq folder written from {args.checkpoint} (no pickle; --model {out})")
-    return 0
+    add_job_options(s.add_argument_group("many processes (mmseq.jobs)"))
