@@ -5,8 +5,8 @@ tokenizer; serve in mmseq.serve.cli), each with its `add_command` and the functi
 `common` holds what they share (and `add_field`, which makes a flag from a field of an
 options dataclass: its default, type and choices) and `compat` openai-whisper's and
 faster-whisper's spellings. Training commands (fit, validate, test, predict) go to
-LightningCLI (mmseq.training.cli). Options for running transcribe, caption and translate as
-distributed predict jobs (mmseq.jobs) belong in those commands' modules, beside the others.
+LightningCLI (mmseq.training.cli). transcribe, caption, translate and summarize also take the
+job flags (--devices, --num-nodes, --resume: mmseq.jobs), which run them on many processes.
 """
 
 from __future__ import annotations
