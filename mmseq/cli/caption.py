@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from mmseq.cli.common import (
     IMAGE_SUFFIXES,
@@ -63,15 +64,22 @@ def _caption(args: argparse.Namespace) -> int:
                 continue
             if figure is not None:
                 explain_caption(captioner, result).save(figure)
-            if args.output_format == "jsonl":
-                row = {"image": result.image, "caption": result.caption}
-                if figure is not None:
-                    row["explanation"] = str(figure)
-                print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
-            else:
-                line = result.caption if single else f"{result.image}\t{result.caption}"
-                print(for_stream(line), flush=True)
+            print_caption(result.image, result.caption, single, args.output_format, figure)
     return 1 if failed else 0
+
+
+def print_caption(
+    image: str, caption: str, single: bool, output_format: str, explanation: Path | None = None
+) -> None:
+    """One image's caption on stdout: a jsonl object, or a line (`image<TAB>caption` unless
+    `single`, the only image of the run)."""
+    if output_format == "jsonl":
+        row = {"image": image, "caption": caption}
+        if explanation is not None:
+            row["explanation"] = str(explanation)
+        print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
+    else:
+        print(for_stream(caption if single else f"{image}\t{caption}"), flush=True)
 
 
 def add_command(

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from mmseq.cli.common import (
     _counter,
@@ -153,21 +153,30 @@ def _run(
                 doc = docs.pending.popleft()
                 advance()
                 truncated += result.truncated
-                if args.output_format == "jsonl":
-                    row = {"file": doc.source, "index": doc.index, field: result.text}
-                    row |= {"score": round(result.score, 4), "truncated": result.truncated}
-                    print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
-                else:
-                    # one line out per input: line breaks in a generated text become spaces
-                    print(for_stream(_LINE_BREAKS.sub(" ", result.text)), flush=True)
-    if truncated:
-        limit = generator.model.config.text.n_ctx
+                print_result(doc, field, result, args.output_format)
+    warn_truncated(truncated, generator.model.config.text.n_ctx)
+    return 0
+
+
+def print_result(doc: Document, field: str, result: Any, output_format: str) -> None:  # noqa: ANN401
+    """One document's result (`.text`, `.score`, `.truncated`) on stdout: a jsonl object with
+    its file and index, or one line (line breaks in a generated text become spaces)."""
+    if output_format == "jsonl":
+        row = {"file": doc.source, "index": doc.index, field: result.text}
+        row |= {"score": round(result.score, 4), "truncated": result.truncated}
+        print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
+    else:
+        print(for_stream(_LINE_BREAKS.sub(" ", result.text)), flush=True)
+
+
+def warn_truncated(count: int, limit: int) -> None:
+    """Said once, at the end: `count` inputs were cut to the model's `limit` source tokens."""
+    if count:
         print(
-            f"mmseq: warning: {truncated} input(s) longer than the model's {limit} source "
+            f"mmseq: warning: {count} input(s) longer than the model's {limit} source "
             "tokens were truncated",
             file=sys.stderr,
         )
-    return 0
 
 
 class _Sources:

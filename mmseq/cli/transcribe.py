@@ -46,7 +46,7 @@ log = logging.getLogger("mmseq")
 
 def _transcribe(args: argparse.Namespace) -> int:
     from mmseq.transcription import Transcriber
-    from mmseq.writers import FORMATS, write_transcript
+    from mmseq.writers import write_transcript
 
     files = expand_inputs(args.files)
     if not files:
@@ -57,25 +57,14 @@ def _transcribe(args: argparse.Namespace) -> int:
         return run_job("transcribe", args, files)
     if args.explain:
         _check_explain_dir(args.explain)  # before the model loads
-    if args.vad and importlib.util.find_spec("silero_vad") is None:
-        raise ValueError("--vad needs the silero-vad package: pip install 'mmseq[vad]'")
-    _refuse_openai_only(args)
-    try:
-        options, subtitles = _transcribe_options(args)
-    except ValueError as err:  # name the flags, not the Python fields
-        raise ValueError(_as_flags(str(err))) from None
+    options, subtitles = checked_options(args)
     if args.threads:  # 0 or absent: PyTorch's default, as openai-whisper's --threads 0
         if args.threads < 0:
             raise ValueError(f"--threads: expected a positive number, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
-    # an output folder without a format means every format, as in openai-whisper
-    output_format = args.output_format or ("all" if args.output_dir else None)
-    formats = list(FORMATS) if output_format == "all" else [output_format]
-    output_dir = Path(args.output_dir or ".") if output_format else None
-    if output_dir is not None:
-        _check_outputs(files, output_dir)  # before the model loads, not after the work
+    formats, output_dir = checked_outputs(args, files)
 
     from mmseq.checkpoint import is_trained
     from mmseq.precision import check_device
@@ -139,6 +128,32 @@ def _transcribe(args: argparse.Namespace) -> int:
         f"; {failed} of {len(files)} file(s) failed" if failed else "",
     )
     return 1 if failed else 0
+
+
+def checked_options(args: argparse.Namespace):  # noqa: ANN201 - two option types
+    """The TranscribeOptions and SubtitleOptions of `args`, or ValueError naming the flag;
+    checked before any model loads (by the command and by its jobs, mmseq.jobs)."""
+    if args.vad and importlib.util.find_spec("silero_vad") is None:
+        raise ValueError("--vad needs the silero-vad package: pip install 'mmseq[vad]'")
+    _refuse_openai_only(args)
+    try:
+        return _transcribe_options(args)
+    except ValueError as err:  # name the flags, not the Python fields
+        raise ValueError(_as_flags(str(err))) from None
+
+
+def checked_outputs(args: argparse.Namespace, files: list[str]) -> tuple[list[str], Path | None]:
+    """The transcript formats and the folder they are written to (None: stdout only), the
+    files there checked writable before the model loads, not after the work. An output
+    folder without a format means every format, as in openai-whisper."""
+    from mmseq.writers import FORMATS
+
+    output_format = args.output_format or ("all" if args.output_dir else None)
+    formats = list(FORMATS) if output_format == "all" else [output_format]
+    output_dir = Path(args.output_dir or ".") if output_format else None
+    if output_dir is not None:
+        _check_outputs(files, output_dir)
+    return formats, output_dir
 
 
 def _transcribe_options(args: argparse.Namespace):  # noqa: ANN202 - two option types

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmseq.jobs.options import input_identity
-from mmseq.terminal import escape_controls, for_stream, json_line
+from mmseq.terminal import escape_controls, for_stream
 
 
 @dataclass
@@ -74,11 +74,7 @@ class TranscribeTask(Task):
         self.units = [Unit([i], _key(input_identity(f))) for i, f in enumerate(inputs)]
 
     def check(self) -> None:
-        import importlib.util
-
-        from mmseq.cli.compat import _refuse_openai_only
-        from mmseq.cli.transcribe import _as_flags, _check_outputs, _transcribe_options
-        from mmseq.writers import FORMATS
+        from mmseq.cli.transcribe import checked_options, checked_outputs
 
         args = self.args
         if not self.inputs:
@@ -91,19 +87,9 @@ class TranscribeTask(Task):
         )
         if getattr(args, "fp16", None) is not None:
             raise ValueError("--fp16: give --compute-type with --devices, --num-nodes, --resume")
-        if args.vad and importlib.util.find_spec("silero_vad") is None:
-            raise ValueError("--vad needs the silero-vad package: pip install 'mmseq[vad]'")
-        _refuse_openai_only(args)
-        try:
-            self.options, self.subtitles = _transcribe_options(args)
-        except ValueError as err:
-            raise ValueError(_as_flags(str(err))) from None
-        output_format = args.output_format or ("all" if args.output_dir else None)
-        self.formats = list(FORMATS) if output_format == "all" else [output_format]
-        self.output_dir = Path(args.output_dir or ".") if output_format else None
+        self.options, self.subtitles = checked_options(args)
+        self.formats, self.output_dir = checked_outputs(args, self.inputs)
         self.decides = {"files": self.formats if self.output_dir is not None else []}
-        if self.output_dir is not None:
-            _check_outputs(self.inputs, self.output_dir)
 
     def load(self, device: str) -> None:
         from mmseq.loading import load
@@ -198,18 +184,16 @@ class CaptionTask(Task):
         return [{"image": r.image, "caption": r.caption, "error": r.error} for r in results]
 
     def emit(self, records: list[dict[str, Any]]) -> int:
+        from mmseq.cli.caption import print_caption
+
         failed = 0
         for record in records:
             if record["error"]:
                 failed += 1
                 _error(record["error"])
-            elif self.args.output_format == "jsonl":
-                row = {"image": record["image"], "caption": record["caption"]}
-                print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
             else:
-                caption = record["caption"]
-                line = caption if len(records) == 1 else f"{record['image']}\t{caption}"
-                print(for_stream(line), flush=True)
+                single = len(records) == 1
+                print_caption(record["image"], record["caption"], single, self.args.output_format)
         return 1 if failed else 0
 
 
@@ -266,22 +250,14 @@ class TextTask(Task):
             ]
 
     def emit(self, records: list[dict[str, Any]]) -> int:
-        from mmseq.cli.text import _LINE_BREAKS
+        from types import SimpleNamespace
+
+        from mmseq.cli.text import print_result, warn_truncated
 
         for doc, record in zip(self.docs, records, strict=True):
-            if self.args.output_format == "jsonl":
-                row = {"file": doc.source, "index": doc.index, self.field: record["text"]}
-                row |= {"score": round(record["score"], 4), "truncated": record["truncated"]}
-                print(json_line(json.dumps(row, ensure_ascii=False)), flush=True)
-            else:
-                print(for_stream(_LINE_BREAKS.sub(" ", record["text"])), flush=True)
-        truncated = sum(r["truncated"] for r in records)
-        if truncated:
-            print(
-                f"mmseq: warning: {truncated} input(s) longer than the model's "
-                f"{records[0]['limit']} source tokens were truncated",
-                file=sys.stderr,
-            )
+            print_result(doc, self.field, SimpleNamespace(**record), self.args.output_format)
+        if records:
+            warn_truncated(sum(r["truncated"] for r in records), records[0]["limit"])
         return 0
 
 
